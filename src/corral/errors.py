@@ -120,3 +120,17 @@ def from_oserror(what: str, exc: OSError) -> KernelError:
     """Turn an OSError from ``corral.linux`` into a KernelError that names ``what``."""
     reason = exc.strerror or str(exc)
     return KernelError(f"{what}: {reason}", errno=exc.errno)
+
+
+class ExecError(CorralError):
+    """The command given to ``exec``/``run`` could not be started in the container.
+
+    Exit codes follow the shell: 127 when the command is not found, 126 when
+    it cannot be executed.
+    """
+
+    reference = "exec-failed"
+
+    def __init__(self, message: str, *, exit_code: int = 126, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code

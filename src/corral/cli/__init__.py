@@ -1,0 +1,1 @@
+"""The ``corral`` command line: parse, call ``Host``, render.  Nothing else."""

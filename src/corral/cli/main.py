@@ -1,0 +1,157 @@
+"""``corral``: argument parsing and the one CorralError → exit code translator.
+
+Start-up cost is part of every container start we benchmark, so this module
+imports only ``sys`` and ``os`` at the top; argparse, the service layer and
+the drivers are imported when a command needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from corral import __version__
+
+
+def _parser() -> Any:
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="corral",
+        description="Corral: system containers on one Linux kernel.",
+    )
+    p.add_argument("--version", action="version", version=f"corral {__version__}")
+    p.add_argument("--root", metavar="DIR",
+                   help="state root (default: $CORRAL_ROOT or /var/lib/corral)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def cmd(name: str, help_: str) -> Any:
+        return sub.add_parser(name, help=help_, description=help_)
+
+    t = cmd("template", "build, list, inspect and remove templates")
+    tsub = t.add_subparsers(dest="tcommand", metavar="ACTION")
+    tsub.required = True
+    tb = tsub.add_parser("build", help="build a template (offline: 'tiny')")
+    tb.add_argument("kind")
+    tb.add_argument("--name", help="template name (default: the kind)")
+    tb.add_argument("--force", action="store_true", help="rebuild if it exists")
+    tl = tsub.add_parser("list", help="list templates")
+    tl.add_argument("--json", action="store_true")
+    ti = tsub.add_parser("info", help="show a template")
+    ti.add_argument("name")
+    ti.add_argument("--json", action="store_true")
+    tr = tsub.add_parser("remove", help="remove an unused template")
+    tr.add_argument("name")
+
+    c = cmd("create", "create a container from a template")
+    c.add_argument("name")
+    _source_args(c)
+    c.add_argument("--hostname")
+    c.add_argument("--init", help="the init command (default: the template's)")
+    c.add_argument("--start", action="store_true", help="start it once created")
+
+    for verb, help_ in (("start", "start containers"), ("stop", "stop containers"),
+                        ("restart", "restart containers"), ("destroy", "destroy containers")):
+        v = cmd(verb, help_)
+        v.add_argument("names", nargs="+", metavar="NAME")
+        if verb in ("stop", "restart"):
+            v.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                           help="seconds to wait for a clean shutdown before killing (10)")
+        if verb == "destroy":
+            v.add_argument("--force", action="store_true", help="stop it first if running")
+
+    ls = cmd("list", "list containers")
+    ls.add_argument("--json", action="store_true")
+    inf = cmd("info", "show a container")
+    inf.add_argument("name")
+    inf.add_argument("--json", action="store_true")
+
+    e = cmd("exec", "run a command in a running container")
+    e.add_argument("name")
+    e.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
+    e.add_argument("--user", "-u")
+    e.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
+    e.add_argument("--cwd", "-w", metavar="DIR")
+    e.add_argument("argv", nargs="+", metavar="CMD")
+
+    en = cmd("enter", "open a login shell in a running container")
+    en.add_argument("name")
+    en.add_argument("--user", "-u")
+
+    r = cmd("run", "run a command as the init of a new container")
+    r.add_argument("--rm", action="store_true", help="destroy the container when it exits")
+    r.add_argument("--name")
+    r.add_argument("--hostname")
+    _source_args(r)
+    r.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
+    r.add_argument("argv", nargs="+", metavar="CMD")
+
+    d = cmd("doctor", "find (and remove) leftovers of crashed operations")
+    d.add_argument("--fix", action="store_true")
+    return p
+
+
+def _source_args(p: Any) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--template", "-T", metavar="T")
+    g.add_argument("--rootfs", metavar="DIR", help="use a directory as the root, without copying")
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    from corral.errors import ValidationError
+
+    out = {}
+    for pair in pairs:
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise ValidationError(f"invalid --env '{pair}'", hint="Use --env KEY=VALUE.")
+        out[k] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:  # the fast path: no argparse, no service layer
+        sys.stdout.write(f"corral {__version__}\n")
+        return 0
+    args = _parser().parse_args(argv)
+    from corral.errors import CorralError
+
+    try:
+        return _dispatch(args)
+    except CorralError as exc:
+        if args.debug:
+            raise
+        msg = f"corral: error: {exc.message}"
+        if exc.hint:
+            msg += f"\n  hint: {exc.hint}"
+        sys.stderr.write(msg + "\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("corral: interrupted\n")
+        return 130
+    except OSError as exc:  # a bug below if it reaches here, but never a traceback
+        if args.debug:
+            raise
+        sys.stderr.write(f"corral: error: {exc}\n  hint: rerun with --debug for details\n")
+        return 1
+
+
+def _host(args: Any) -> Any:
+    from corral.host import Host
+    from corral.paths import default_root
+
+    return Host(args.root or default_root())
+
+
+def _dispatch(args: Any) -> int:
+    from corral.cli import commands
+
+    return int(getattr(commands, f"cmd_{args.command}")(_host(args), args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""User-facing output: tables, human sizes, JSON.  Logging is not output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def human_size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in cells]
+    return "\n".join(lines)
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def keyvalue(obj: dict[str, Any]) -> str:
+    width = max((len(k) for k in obj), default=0)
+    out = []
+    for k, v in obj.items():
+        if isinstance(v, list):
+            v = ", ".join(str(x) for x in v) or "-"
+        elif v is None:
+            v = "-"
+        out.append(f"{k + ':':<{width + 1}} {v}")
+    return "\n".join(out)

@@ -1,0 +1,217 @@
+"""The service layer: ``Host`` is the one place where operations live.
+
+Fronts (CLI, daemon) parse input, call a ``Host`` method and render what it
+returns; they never reach past it.  Methods are split by area into modules
+(``lifecycle``, ``templates``, ``doctor``); this class holds what they share:
+the state root, its id, locks, config and state files, and status computed
+from the kernel (never from the state file alone).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from corral import store
+from corral.errors import NotFoundError, PrivilegeError, ValidationError
+from corral.model import ContainerConfig, RuntimeState, Status, validate_name
+from corral.paths import DEFAULT_ROOT, StateRoot
+
+
+class Host:
+    """One state root: a "host" of containers."""
+
+    def __init__(self, root: Path | str, *, require_root: bool = True) -> None:
+        root = Path(root)
+        if not root.is_absolute():
+            root = Path.cwd() / root
+        if any(c in str(root) for c in ",:\n"):
+            # overlayfs mount options are comma- and colon-separated
+            raise ValidationError(f"state root {root} contains ',' or ':'",
+                                  hint="Choose a path without them.")
+        if require_root and os.geteuid() != 0:
+            raise PrivilegeError("corral must run as root",
+                                 hint="Run it with sudo, or as root.")
+        self.paths = StateRoot(root)
+        self._id: str | None = None
+        self._cgroup_layout: str | None = None
+
+    # -- identity of this state root -------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @property
+    def id(self) -> str:
+        """Short random id, made once per state root; names its cgroups and links."""
+        if self._id is None:
+            f = self.paths.host_file
+            if f.exists():
+                self._id = str(store.read_toml(f)["id"])
+            else:
+                self.ensure_dirs()
+                with store.locked(self.paths.locks / ".host.lock", "the state root"):
+                    if f.exists():
+                        self._id = str(store.read_toml(f)["id"])
+                    else:
+                        self._id = secrets.token_hex(3)
+                        store.write_toml(f, {"id": self._id, "created": time.time(),
+                                             "root": str(self.root)})
+        return self._id
+
+    @property
+    def is_default_root(self) -> bool:
+        return str(self.root) == DEFAULT_ROOT
+
+    @property
+    def cgroup_top(self) -> str:
+        return "corral" if self.is_default_root else f"corral-{self.id}"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.paths.root, self.paths.templates, self.paths.containers,
+                  self.paths.locks, self.paths.console):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    # -- cgroups ---------------------------------------------------------------------
+
+    def cgroup(self, name: str) -> Any:
+        from corral import cgroups
+
+        if self._cgroup_layout is None:
+            self._cgroup_layout = cgroups.detect()
+        return cgroups.manager(f"{self.cgroup_top}/{name}", layout=self._cgroup_layout)
+
+    # -- containers: config, state, status ---------------------------------------------
+
+    def lock(self, name: str) -> Any:
+        self.ensure_dirs()
+        return store.locked(self.paths.lock_file(name), f"container '{name}'")
+
+    def exists(self, name: str) -> bool:
+        return self.paths.config_file(name).exists()
+
+    def names(self) -> list[str]:
+        try:
+            entries = os.listdir(self.paths.containers)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in entries
+                      if not n.startswith(".") and os.path.exists(self.paths.config_file(n)))
+
+    def load_config(self, name: str) -> ContainerConfig:
+        validate_name(name)
+        try:
+            data = store.read_toml(self.paths.config_file(name))
+        except FileNotFoundError:
+            raise NotFoundError(f"no container named '{name}'",
+                                hint="See 'corral list' for the containers on this host.") from None
+        return ContainerConfig.from_dict(data)
+
+    def save_config(self, cfg: ContainerConfig, *, durable: bool = True) -> None:
+        store.write_toml(self.paths.config_file(cfg.name), cfg.to_dict())
+
+    def load_state(self, name: str) -> RuntimeState:
+        try:
+            return RuntimeState.from_dict(store.read_json(self.paths.state_file(name)))
+        except (FileNotFoundError, ValueError):
+            return RuntimeState()
+
+    def save_state(self, name: str, state: RuntimeState) -> None:
+        store.write_json(self.paths.state_file(name), state.to_dict())
+
+    def clear_state(self, name: str) -> None:
+        try:
+            os.unlink(self.paths.state_file(name))
+        except FileNotFoundError:
+            pass
+
+    def status(self, name: str, state: RuntimeState | None = None) -> Status:
+        """Recomputed from the kernel: the init's PID *and* start time, then the freezer."""
+        from corral.linux import proc
+
+        state = state if state is not None else self.load_state(name)
+        if state.pid is None or not proc.is_alive(state.pid, state.pid_start):
+            return Status.STOPPED
+        try:
+            if self.cgroup(name).frozen():
+                return Status.FROZEN
+        except OSError:
+            pass
+        return Status.RUNNING
+
+    # -- operations (each area in its own module) ------------------------------------
+
+    def template_build(self, kind: str, name: str | None = None,
+                       force: bool = False) -> dict[str, Any]:
+        from corral.host import templates
+
+        return templates.build(self, kind, name or kind, force=force)
+
+    def template_list(self) -> list[dict[str, Any]]:
+        from corral.host import templates
+
+        return templates.list_all(self)
+
+    def template_info(self, name: str) -> dict[str, Any]:
+        from corral.host import templates
+
+        return templates.info(self, name)
+
+    def template_remove(self, name: str) -> None:
+        from corral.host import templates
+
+        templates.remove(self, name)
+
+    def create(self, cfg: ContainerConfig, *, durable: bool = True) -> ContainerConfig:
+        from corral.host import lifecycle
+
+        return lifecycle.create(self, cfg, durable=durable)
+
+    def start(self, name: str) -> dict[str, Any]:
+        from corral.host import lifecycle
+
+        return lifecycle.start(self, name)
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        from corral.host import lifecycle
+
+        lifecycle.stop(self, name, timeout=timeout)
+
+    def restart(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
+        from corral.host import lifecycle
+
+        return lifecycle.restart(self, name, timeout=timeout)
+
+    def destroy(self, name: str, force: bool = False) -> None:
+        from corral.host import lifecycle
+
+        lifecycle.destroy(self, name, force=force)
+
+    def run(self, cfg: ContainerConfig, *, remove: bool) -> int:
+        from corral.host import lifecycle
+
+        return lifecycle.run(self, cfg, remove=remove)
+
+    def exec(self, name: str, spec: Any) -> int:
+        from corral.host import lifecycle
+
+        return lifecycle.exec_in(self, name, spec)
+
+    def info(self, name: str) -> dict[str, Any]:
+        from corral.host import lifecycle
+
+        return lifecycle.info(self, name)
+
+    def list(self) -> list[dict[str, Any]]:
+        from corral.host import lifecycle
+
+        return lifecycle.list_all(self)
+
+    def doctor(self, fix: bool = False) -> list[str]:
+        from corral.host import doctor
+
+        return doctor.run(self, fix=fix)

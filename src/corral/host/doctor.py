@@ -1,0 +1,109 @@
+"""Find (and with ``fix``, remove) what crashed operations left behind.
+
+Leftovers it knows: half-built containers and templates (hidden temporary
+directories whose creator is gone), state files of containers whose init is
+dead, cgroups of stopped or unknown containers, lock files of containers that
+no longer exist, and mounts under the state root in the host's namespace
+(Corral makes none there; any found are from a crash of an older version or
+a manual mount).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import TYPE_CHECKING
+
+from corral import store
+from corral.errors import BusyError
+from corral.model import Status
+
+if TYPE_CHECKING:
+    from corral.host import Host
+
+
+def _owner_alive(entry: str) -> bool:
+    """Temporary directories end in '-<pid>' of the process that made them."""
+    tail = entry.rsplit("-", 1)[-1]
+    return tail.isdigit() and os.path.exists(f"/proc/{tail}")
+
+
+def _unescape_mount(path: str) -> str:
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
+        .replace("\\134", "\\")
+
+
+def run(host: Host, *, fix: bool) -> list[str]:
+    found: list[str] = []
+
+    def report(what: str, action: object = None, *args: object) -> None:
+        if fix and callable(action):
+            try:
+                action(*args)
+                what += " (removed)"
+            except BusyError:
+                what += " (busy, skipped)"
+            except OSError as exc:
+                what += f" (cannot remove: {exc.strerror or exc})"
+        found.append(what)
+
+    for parent, kind in ((host.paths.containers, "container"), (host.paths.templates, "template")):
+        try:
+            entries = os.listdir(parent)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.startswith(".") and not _owner_alive(entry):
+                report(f"half-made {kind} directory {parent / entry}",
+                       shutil.rmtree, parent / entry)
+
+    names = set(host.names())
+    for name in sorted(names):
+        state = host.load_state(name)
+        if state.pid is None:
+            continue
+        if host.status(name, state) is Status.STOPPED:
+            report(f"container '{name}': state of a dead init (pid {state.pid})",
+                   _cleanup_stopped, host, name)
+
+    try:
+        from corral import cgroups
+
+        groups = cgroups.list_groups(top=host.cgroup_top)
+    except (OSError, AttributeError):
+        groups = []
+    for name in groups:
+        if name not in names:
+            report(f"cgroup {host.cgroup_top}/{name} of no container", host.cgroup(name).destroy)
+        elif host.status(name) is Status.STOPPED and not host.load_state(name).pid:
+            report(f"cgroup {host.cgroup_top}/{name} of stopped container '{name}'",
+                   host.cgroup(name).destroy)
+
+    try:
+        locks = os.listdir(host.paths.locks)
+    except FileNotFoundError:
+        locks = []
+    for lock in locks:
+        name = lock.removesuffix(".lock")
+        path = host.paths.locks / lock
+        if not lock.startswith(".") and name not in names and not store.is_locked(path):
+            report(f"stale lock {path}", os.unlink, path)
+
+    prefix = str(host.root).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [_unescape_mount(line.split()[4]) for line in f]
+    for point in reversed(points):
+        if point.startswith(prefix):
+            from corral.linux import mount
+
+            report(f"mount {point}", mount.umount2, point, mount.MNT_DETACH)
+    return found
+
+
+def _cleanup_stopped(host: Host, name: str) -> None:
+    from corral.host.lifecycle import _teardown
+
+    with store.locked(host.paths.lock_file(name), f"container '{name}'", timeout=0.5):
+        state = host.load_state(name)
+        if host.status(name, state) is Status.STOPPED:
+            _teardown(host, name, state)

@@ -1,0 +1,327 @@
+"""Container life cycle: create, start, stop, restart, destroy, run, exec, info, list.
+
+Every mutation holds the container's lock and registers an undo after each
+side effect (``Reverter``), so a failure leaves the container as it was.
+State files record what the kernel holds (init PID and start time, cgroup),
+and each operation first cleans what an earlier crash may have left.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from corral.errors import ConflictError, InvalidStateError, ValidationError, from_oserror
+from corral.model import ContainerConfig, RuntimeState, Status
+from corral.revert import Reverter
+
+if TYPE_CHECKING:
+    from corral.host import Host
+    from corral.runtime.spec import ExecSpec
+
+
+# -- create / destroy -------------------------------------------------------------------
+
+def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> ContainerConfig:
+    from corral.host import templates
+
+    if cfg.template is not None:
+        meta = templates.require(host, cfg.template)
+        if cfg.init == ["/sbin/init"] and meta.get("init"):
+            cfg.init = [str(meta["init"])]
+        if cfg.stop_signal == "SIGTERM" and meta.get("stop_signal"):
+            cfg.stop_signal = str(meta["stop_signal"])
+    elif cfg.rootfs is not None and not os.path.isdir(cfg.rootfs):
+        raise ValidationError(f"rootfs {cfg.rootfs} is not a directory")
+    if not cfg.created:
+        cfg.created = time.time()
+    host.ensure_dirs()
+    with host.lock(cfg.name):
+        if host.exists(cfg.name):
+            raise ConflictError(f"container '{cfg.name}' already exists",
+                                hint="Choose another name, or destroy the old one first.")
+        final = host.paths.container_dir(cfg.name)
+        if final.exists():  # a leftover of a crashed destroy: nothing in it is wanted
+            shutil.rmtree(final)
+        # Built under a temporary name and renamed: a crash leaves no half container.
+        tmp = host.paths.containers / f".create-{cfg.name}-{os.getpid()}"
+        with Reverter() as undo:
+            tmp.mkdir(mode=0o700)
+            undo.add(shutil.rmtree, tmp, True)
+            for sub in ("upper", "work", "rootfs"):
+                (tmp / sub).mkdir(mode=0o755)
+            from corral import store
+            store.write_toml(tmp / "config.toml", cfg.to_dict())
+            os.rename(tmp, final)
+            undo.success()
+    return cfg
+
+
+def destroy(host: Host, name: str, *, force: bool = False) -> None:
+    host.load_config(name)  # NotFoundError first
+    with host.lock(name):
+        state = host.load_state(name)
+        current = host.status(name, state)
+        if not current.can_destroy(force):
+            raise InvalidStateError(f"container '{name}' is {current}",
+                                    hint=f"Stop it first, or use 'corral destroy --force {name}'.")
+        if current is not Status.STOPPED:
+            _stop_locked(host, name, state, timeout=0)
+        _teardown(host, name, state)
+        # Rename first: the name is free at once and a crash leaves only a hidden
+        # directory that the next create or doctor removes.
+        doomed = host.paths.containers / f".destroy-{name}-{os.getpid()}"
+        os.rename(host.paths.container_dir(name), doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        try:
+            os.unlink(host.paths.console_log(name))
+        except FileNotFoundError:
+            pass
+
+
+# -- start ----------------------------------------------------------------------------------
+
+def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list[str] | None,
+               cgroup: Any) -> Any:
+    from corral.cgroups.mounts import host_cgroup_mounts
+    from corral.host import templates
+    from corral.runtime.spec import CgroupMount, InitSpec, RootfsSpec
+
+    p = host.paths
+    if cfg.rootfs is not None:
+        rootfs = RootfsSpec(mountpoint=str(p.mountpoint(cfg.name)), bind=cfg.rootfs)
+    else:
+        rootfs = RootfsSpec(mountpoint=str(p.mountpoint(cfg.name)),
+                            lower=(templates.rootfs_of(host, str(cfg.template)),),
+                            upper=str(p.upper(cfg.name)), work=str(p.work(cfg.name)))
+    mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
+                   for t, f, o in host_cgroup_mounts())
+    return InitSpec(
+        name=cfg.name,
+        hostname=cfg.effective_hostname,
+        rootfs=rootfs,
+        argv=tuple(argv or cfg.init),
+        env=dict(cfg.env),
+        cgroup_procs=tuple(str(f) for f in cgroup.procs_files()),
+        cgroup_mounts=mounts,
+        foreground=foreground,
+        console_log=None if foreground else str(p.console_log(cfg.name)),
+    )
+
+
+def _guest_files(cfg: ContainerConfig) -> dict[str, tuple[bytes, int]]:
+    hn = cfg.effective_hostname
+    hosts = (f"127.0.0.1\tlocalhost\n127.0.1.1\t{hn}\n"
+             "::1\tlocalhost ip6-localhost ip6-loopback\n")
+    return {"/etc/hostname": (f"{hn}\n".encode(), 0o644),
+            "/etc/hosts": (hosts.encode(), 0o644)}
+
+
+def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
+            argv: list[str] | None = None) -> RuntimeState:
+    """Cgroup, namespaces, root, exec; the container's lock is held by the caller."""
+    from corral.linux import proc
+    from corral.runtime import spawn
+
+    cg = host.cgroup(cfg.name)
+    with Reverter() as undo:
+        try:
+            cg.create()
+        except OSError as exc:
+            raise from_oserror(f"cannot create the cgroup of '{cfg.name}'", exc) from exc
+        undo.add(cg.destroy)
+        spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg)
+        console = _foreground_console() if foreground else None
+        child = spawn.spawn(spec, console)
+        undo.add(child.abort)
+        state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
+                             started=time.time(), cgroup=cg.group)
+        host.save_state(cfg.name, state)
+        undo.add(host.clear_state, cfg.name)
+        child.release(_guest_files(cfg))
+        undo.success()
+    return state
+
+
+def _foreground_console() -> str | None:
+    """`corral run` on a terminal: the terminal becomes the container's /dev/console."""
+    for fd in (0, 1, 2):
+        if os.isatty(fd):
+            return os.ttyname(fd)
+    return None
+
+
+def start(host: Host, name: str) -> dict[str, Any]:
+    cfg = host.load_config(name)
+    with host.lock(name):
+        state = host.load_state(name)
+        host.status(name, state).require("start", name)
+        _teardown(host, name, state)  # leftovers of a container that died or crashed
+        _launch(host, cfg)
+    return info(host, name)
+
+
+# -- stop -----------------------------------------------------------------------------------
+
+def stop(host: Host, name: str, *, timeout: float = 10.0) -> None:
+    host.load_config(name)
+    with host.lock(name):
+        state = host.load_state(name)
+        host.status(name, state).require("stop", name)
+        _stop_locked(host, name, state, timeout=timeout)
+        _teardown(host, name, state)
+
+
+def restart(host: Host, name: str, *, timeout: float = 10.0) -> dict[str, Any]:
+    cfg = host.load_config(name)
+    with host.lock(name):
+        state = host.load_state(name)
+        if host.status(name, state) is not Status.STOPPED:
+            _stop_locked(host, name, state, timeout=timeout)
+        _teardown(host, name, state)
+        _launch(host, cfg)
+    return info(host, name)
+
+
+def _stop_locked(host: Host, name: str, state: RuntimeState, *, timeout: float) -> None:
+    """Ask the init to shut down the way it expects; kill the cgroup after ``timeout``."""
+    cfg = host.load_config(name)
+    cg = host.cgroup(name)
+    if cg.exists() and cg.frozen():
+        cg.thaw()
+    assert state.pid is not None
+    try:
+        pidfd = os.pidfd_open(state.pid)
+    except ProcessLookupError:
+        pidfd = -1
+    try:
+        if pidfd >= 0 and timeout > 0:
+            sig = signal.Signals[cfg.stop_signal] if cfg.stop_signal in signal.Signals.__members__ \
+                else signal.SIGTERM
+            from corral.linux import proc
+            if proc.is_alive(state.pid, state.pid_start):
+                signal.pidfd_send_signal(pidfd, sig)
+                select.select([pidfd], [], [], timeout)
+        _kill_cgroup(cg)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _kill_cgroup(cg: Any, wait: float = 10.0) -> None:
+    if not cg.exists():
+        return
+    cg.kill()
+    deadline = time.monotonic() + wait
+    while cg.populated() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _teardown(host: Host, name: str, state: RuntimeState) -> None:
+    """Remove what a stopped container leaves: cgroups, state file.  Idempotent."""
+    cg = host.cgroup(name)
+    if cg.exists():
+        cg.destroy()
+    host.clear_state(name)
+
+
+# -- run: a command as the init of a new container, in the foreground -----------------------
+
+def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
+    from corral.linux import ns
+
+    cfg.ephemeral = remove
+    create(host, cfg, durable=not remove)
+    try:
+        # The init is our grandchild; as a subreaper we can wait for it.
+        ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
+        with host.lock(cfg.name):
+            state = _launch(host, cfg, foreground=True, argv=cfg.init)
+        assert state.pid is not None
+        code = _wait_foreground(state.pid)
+        with host.lock(cfg.name):
+            _kill_cgroup(host.cgroup(cfg.name))
+            _teardown(host, cfg.name, state)
+        return code
+    finally:
+        if remove:
+            destroy(host, cfg.name, force=True)
+
+
+def _wait_foreground(pid: int) -> int:
+    """Wait for the init, forwarding SIGINT/SIGTERM/SIGHUP to it; its status becomes ours."""
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(pid, signal.SIGKILL if signum == signal.SIGINT else signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                return 255
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) \
+        else 128 + os.WTERMSIG(status)
+
+
+# -- exec -----------------------------------------------------------------------------------
+
+def exec_in(host: Host, name: str, spec: ExecSpec) -> int:
+    from corral.runtime import exec as rexec
+
+    host.load_config(name)
+    state = host.load_state(name)
+    host.status(name, state).require("exec", name)
+    assert state.pid is not None
+    cg = host.cgroup(name)
+    return rexec.run(state.pid, state.pid_start, [str(f) for f in cg.procs_files()], spec)
+
+
+# -- info / list ----------------------------------------------------------------------------
+
+def info(host: Host, name: str) -> dict[str, Any]:
+    cfg = host.load_config(name)
+    state = host.load_state(name)
+    current = host.status(name, state)
+    out: dict[str, Any] = {
+        "name": name,
+        "state": str(current),
+        "template": cfg.template,
+        "rootfs": cfg.rootfs,
+        "hostname": cfg.effective_hostname,
+        "pid": state.pid if current is not Status.STOPPED else None,
+        "ip": None,
+        "addresses": [],
+        "processes": 0,
+        "memory_bytes": 0,
+        "created": cfg.created,
+        "started": state.started if current is not Status.STOPPED else None,
+        "ephemeral": cfg.ephemeral,
+        "init": cfg.init,
+        "privileged": True,
+    }
+    if current is not Status.STOPPED:
+        cg = host.cgroup(name)
+        out["cgroup"] = cg.group
+        try:
+            st = cg.stats()
+            out["processes"] = st.pids
+            out["memory_bytes"] = st.memory_bytes
+        except OSError:
+            pass
+    return out
+
+
+def list_all(host: Host) -> list[dict[str, Any]]:
+    return [info(host, n) for n in host.names()]

@@ -1,0 +1,45 @@
+"""mount(2), umount2(2), pivot_root(2)."""
+
+from __future__ import annotations
+
+import ctypes
+
+from corral.linux._libc import call, libc, syscall
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+
+MNT_DETACH = 2
+
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                       ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else s.encode()
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    call("mount", libc.mount, _b(source), _b(target), _b(fstype), flags, _b(data), path=target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    call("umount2", libc.umount2, _b(target), flags, path=target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    syscall("pivot_root", _b(new_root), _b(put_old), path=new_root)

@@ -1,0 +1,55 @@
+"""Namespaces: unshare(2), setns(2), sethostname(2), prctl(2) bits used at spawn."""
+
+from __future__ import annotations
+
+import ctypes
+
+from corral.linux._libc import call, libc
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# /proc/<pid>/ns/<name> for each flag, in the order setns must join them
+# (user first so the rest are entered with the new namespace's privileges).
+NS_FILES = {
+    CLONE_NEWUSER: "user",
+    CLONE_NEWCGROUP: "cgroup",
+    CLONE_NEWIPC: "ipc",
+    CLONE_NEWUTS: "uts",
+    CLONE_NEWNET: "net",
+    CLONE_NEWPID: "pid",
+    CLONE_NEWNS: "mnt",
+}
+
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                       ctypes.c_ulong]
+
+
+def unshare(flags: int) -> None:
+    call("unshare", libc.unshare, flags)
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Join the namespace(s) of ``fd``: a /proc/<pid>/ns file or a pidfd (several flags)."""
+    call("setns", libc.setns, fd, nstype)
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    call("sethostname", libc.sethostname, raw, len(raw))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return call("prctl", libc.prctl, option, arg2, arg3, arg4, arg5)

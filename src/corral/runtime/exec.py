@@ -1,0 +1,190 @@
+"""Run a command inside a running container (``corral exec`` / ``enter``).
+
+The command gets exactly the container's namespaces (joined through the
+init's pidfd, so a recycled PID can never redirect us into another
+process's namespaces), its cgroup, its capability bounding set and the
+requested user.  One fork: the caller joins the PID namespace for its
+children only, then the child joins the rest, drops privileges and execs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from typing import Any
+
+from corral.errors import ExecError, InvalidStateError
+from corral.linux import ns, proc
+from corral.runtime.spec import DEFAULT_PATH, ExecSpec
+
+JOIN = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC | ns.CLONE_NEWNET | ns.CLONE_NEWCGROUP
+
+
+def run(init_pid: int, init_start: int | None, cgroup_procs: list[str], spec: ExecSpec) -> int:
+    try:
+        pidfd = os.pidfd_open(init_pid)
+    except ProcessLookupError:
+        pidfd = -1
+    # Checked after taking the pidfd: from here on the pidfd pins this very process.
+    if pidfd < 0 or not proc.is_alive(init_pid, init_start):
+        raise InvalidStateError("the container's init is gone", hint="Start it again.")
+    procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs]
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    master = slave = -1
+    if spec.tty:
+        master, slave = os.openpty()
+        os.set_inheritable(slave, False)
+    ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    pid = os.fork()
+    if pid == 0:
+        _child(pidfd, procs, err_w, slave, master, spec)
+    os.close(err_w)
+    for fd in procs:
+        os.close(fd)
+    os.close(pidfd)
+    try:
+        if spec.tty:
+            os.close(slave)
+            _relay(master, pid)
+        msg = os.read(err_r, 4096)
+        os.close(err_r)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGQUIT, old_quit)
+    if msg:
+        code, _, text = msg.decode(errors="replace").partition(" ")
+        raise ExecError(text, exit_code=int(code))
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return 128 + os.WTERMSIG(status)
+
+
+def _child(pidfd: int, procs: list[int], err_w: int, slave: int, master: int,
+           spec: ExecSpec) -> None:
+    from corral.linux import caps
+
+    step = "joining the container"
+    try:
+        for fd in procs:
+            os.write(fd, b"0")
+        ns.setns(pidfd, JOIN)
+        step = "resolving the user"
+        uid, gid, home, groups = _resolve_user(spec.user)
+        if spec.tty:
+            os.close(master)
+            os.setsid()
+            import fcntl
+            import termios
+
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+        os.closerange(3, err_w)
+        os.closerange(err_w + 1, 1 << 20)
+        step = "dropping privileges"
+        caps.drop_bounding(caps.cap_numbers(spec.caps))
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
+        cwd = spec.cwd or home or "/"
+        step = f"changing to {cwd}"
+        os.chdir(cwd)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT,
+                    signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        env = {"PATH": DEFAULT_PATH, "HOME": home or "/", "container": "corral",
+               "TERM": os.environ.get("TERM", "xterm") if spec.tty else "dumb"}
+        if uid == 0:
+            env["USER"] = env["LOGNAME"] = "root"
+        env.update(spec.env)
+        step = spec.argv[0]
+        os.execvpe(spec.argv[0], list(spec.argv), env)
+    except BaseException as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) and step == spec.argv[0] else 126
+        if isinstance(exc, OSError) and exc.errno == errno.ENOENT and step == spec.argv[0]:
+            text = f"{spec.argv[0]}: command not found in the container"
+        else:
+            text = f"{step}: {exc}"
+        try:
+            os.write(err_w, f"{code} {text}".encode())
+        finally:
+            os._exit(code)
+
+
+def _resolve_user(user: str | None) -> tuple[int, int, str, list[int]]:
+    """uid, gid, home and groups of ``user`` (name or number) from the container's files."""
+    if user is None or user in ("root", "0"):
+        return 0, 0, "/root", [0]
+    entries = _read_db("/etc/passwd")
+    for e in entries:
+        if len(e) >= 6 and (e[0] == user or e[2] == user):
+            uid, gid = int(e[2]), int(e[3])
+            groups = [gid] + [int(g[2]) for g in _read_db("/etc/group")
+                              if len(g) >= 4 and e[0] in g[3].split(",")]
+            return uid, gid, e[5], groups
+    if user.isdigit():
+        return int(user), int(user), "/", [int(user)]
+    raise LookupError(f"no user '{user}' in the container's /etc/passwd")
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip()
+                    and not line.startswith("#")]
+    except FileNotFoundError:
+        return []
+
+
+def _relay(master: int, pid: int) -> None:
+    """Copy between our terminal and the pty until the command closes it."""
+    import select
+    import termios
+    import tty
+
+    stdin_tty = os.isatty(0)
+    saved: Any = termios.tcgetattr(0) if stdin_tty else None
+
+    def resize(*_: Any) -> None:
+        if stdin_tty:
+            import fcntl
+
+            size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    old_winch = signal.signal(signal.SIGWINCH, resize)
+    resize()
+    if stdin_tty:
+        tty.setraw(0)
+    fds = [0, master]
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(fds, [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if not data:
+                    fds.remove(0)
+                    os.write(master, b"\x04")
+                else:
+                    os.write(master, data)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        os.close(master)

@@ -1,0 +1,137 @@
+"""Build the container's root inside its new mount namespace, then pivot into it.
+
+Runs in the container's init process after unshare(CLONE_NEWNS), before exec.
+The mount table follows runc's and systemd-nspawn's defaults: a fresh /proc
+with sensitive files masked and /proc/sys read-only, /sys read-only, a small
+/dev on tmpfs holding only safe devices (bind-mounted from the host, which
+also works inside a user namespace where mknod is refused), devpts with its
+own instance, and /sys/fs/cgroup showing only the container's own cgroups
+(the cgroup namespace makes the mounts start at the container's cgroup).
+Nothing is mounted in the host's namespace, so there is nothing to unmount
+when the container stops and nothing can leak from a crash.
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral.linux import mount as m
+from corral.runtime.spec import InitSpec, RootfsSpec
+
+SAFE_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+# Files that leak host information or control the host kernel: hidden under
+# /dev/null (files) or an empty read-only tmpfs (directories).
+MASKED_PATHS = (
+    "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/kmsg",
+    "/proc/latency_stats", "/proc/kallsyms", "/proc/sysrq-trigger", "/proc/acpi",
+    "/proc/scsi", "/proc/interrupts", "/sys/firmware", "/proc/config.gz",
+)
+READONLY_PATHS = ("/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs")
+
+NOSUID_NODEV_NOEXEC = m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC
+
+
+def mount_root(spec: RootfsSpec) -> str:
+    """Mount the container's root on its mountpoint; return the mountpoint."""
+    target = spec.mountpoint
+    if spec.bind is not None:
+        m.mount(spec.bind, target, None, m.MS_BIND | m.MS_REC)
+    else:
+        opts = f"lowerdir={':'.join(spec.lower)},upperdir={spec.upper},workdir={spec.work}"
+        m.mount("overlay", target, "overlay", 0, opts)
+    return target
+
+
+def _mkdir(path: str, mode: int = 0o755) -> None:
+    try:
+        os.makedirs(path, mode, exist_ok=True)
+    except FileExistsError:
+        pass
+
+
+def _touch(path: str) -> None:
+    if not os.path.lexists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
+def _mount_dev(root: str, console: str | None) -> None:
+    dev = root + "/dev"
+    _mkdir(dev)
+    m.mount("tmpfs", dev, "tmpfs", m.MS_NOSUID | m.MS_NOEXEC | m.MS_STRICTATIME,
+            "mode=755,size=65536k")
+    for name in SAFE_DEVICES:
+        path = f"{dev}/{name}"
+        _touch(path)
+        m.mount(f"/dev/{name}", path, None, m.MS_BIND)
+    os.mkdir(dev + "/pts", 0o755)
+    m.mount("devpts", dev + "/pts", "devpts", m.MS_NOSUID | m.MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    os.symlink("pts/ptmx", dev + "/ptmx")
+    os.mkdir(dev + "/shm", 0o1777)
+    m.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    os.mkdir(dev + "/mqueue", 0o755)
+    m.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
+    for link, to in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                     ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                     ("core", "/proc/kcore")):
+        os.symlink(to, f"{dev}/{link}")
+    # /dev/console: the caller's terminal for `corral run` on a tty, else /dev/null.
+    _touch(dev + "/console")
+    m.mount(console or "/dev/null", dev + "/console", None, m.MS_BIND)
+
+
+def _mount_cgroups(root: str, spec: InitSpec) -> None:
+    if not spec.cgroup_mounts:
+        return
+    base = root + "/sys/fs/cgroup"
+    tops = [c for c in spec.cgroup_mounts if c.target == ""]
+    if tops:  # pure v2: one cgroup2 mount is all there is
+        m.mount("cgroup2", base, "cgroup2", NOSUID_NODEV_NOEXEC, tops[0].options or None)
+        return
+    m.mount("tmpfs", base, "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755,size=64k")
+    for cg in spec.cgroup_mounts:
+        path = f"{base}/{cg.target}"
+        os.mkdir(path, 0o755)
+        m.mount("cgroup", path, cg.fstype, NOSUID_NODEV_NOEXEC, cg.options or None)
+    m.mount(None, base, None, m.MS_REMOUNT | m.MS_BIND | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)
+
+
+def _mask(root: str) -> None:
+    for path in MASKED_PATHS:
+        full = root + path
+        if os.path.isdir(full):
+            m.mount("tmpfs", full, "tmpfs", m.MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0")
+        elif os.path.lexists(full):
+            m.mount("/dev/null", full, None, m.MS_BIND)
+    for path in READONLY_PATHS:
+        full = root + path
+        if os.path.exists(full):
+            m.mount(full, full, None, m.MS_BIND | m.MS_REC)
+            m.mount(None, full, None,
+                    m.MS_REMOUNT | m.MS_BIND | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)
+
+
+def setup(spec: InitSpec, console: str | None) -> None:
+    """Mount everything under the new root and pivot into it."""
+    # No mount event of ours may propagate back to the host (and none of the
+    # host's later mounts into the container).
+    m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+    root = mount_root(spec.rootfs)
+    for sub in ("proc", "sys", "dev", "tmp", "run"):
+        _mkdir(f"{root}/{sub}")
+    m.mount("proc", root + "/proc", "proc", NOSUID_NODEV_NOEXEC)
+    m.mount("sysfs", root + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | m.MS_RDONLY)
+    _mount_dev(root, console)
+    _mount_cgroups(root, spec)
+    _mask(root)
+    m.mount("tmpfs", root + "/run", "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=65536k")
+    pivot(root)
+
+
+def pivot(root: str) -> None:
+    """pivot_root(".", ".") then detach the old root (runc's trick: no put_old dir needed)."""
+    os.chdir(root)
+    m.pivot_root(".", ".")
+    m.umount2(".", m.MNT_DETACH)
+    os.chdir("/")

@@ -1,0 +1,243 @@
+"""Start a container's init: fork, join cgroups, unshare, fork PID 1, pivot, exec.
+
+Processes and the handshake between them (numbers match the comments)::
+
+    caller (corral CLI, single-threaded)
+      └─ fork ─ intermediate: #1 joins the cgroups, unshares every namespace
+                  └─ fork ─ init (PID 1 inside): #2 mounts the root and pivots,
+                            reports "ready", #4 waits for "go" (carrying files to
+                            write, e.g. /etc/hosts), #5 drops privileges and execs
+                  intermediate #3 reports the init's host PID and exits
+
+The caller wires what needs the init's PID (network) between "ready" and
+"go".  Messages are ``marshal``-encoded (built in, no import cost) and
+length-prefixed.  The report pipe is close-on-exec, so the caller sees EOF
+exactly when the init has exec'd, or an error message if anything failed.
+The intermediate exits at once, so no process of ours stays per container:
+the init is reparented to the host's init (or to the caller when it is a
+child subreaper, as `corral run` is).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import signal
+import struct
+from dataclasses import dataclass
+
+from corral.errors import KernelError
+from corral.linux import ns
+from corral.runtime.spec import DEFAULT_PATH, InitSpec
+
+_LEN = struct.Struct("<I")
+
+
+def send(fd: int, obj: object) -> None:
+    data = marshal.dumps(obj)
+    os.write(fd, _LEN.pack(len(data)) + data)
+
+
+def recv(fd: int) -> object | None:
+    """One message, or None at EOF."""
+    head = _read_exact(fd, _LEN.size)
+    if head is None:
+        return None
+    body = _read_exact(fd, _LEN.unpack(head)[0])
+    return None if body is None else marshal.loads(body)
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def _fail(report_w: int, where: str, exc: BaseException) -> None:
+    try:
+        send(report_w, ("error", f"{where}: {exc}", getattr(exc, "errno", None)))
+    finally:
+        os._exit(127)
+
+
+NAMESPACES = (ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC | ns.CLONE_NEWPID
+              | ns.CLONE_NEWCGROUP)
+
+
+@dataclass(slots=True)
+class Spawned:
+    """An init that exists in its namespaces and waits for ``release``."""
+
+    pid: int
+    report_fd: int
+    go_fd: int
+    name: str
+
+    def release(self, files: dict[str, tuple[bytes, int]] | None = None) -> None:
+        """#4: let the init write ``files`` (path → (content, mode)) and exec."""
+        try:
+            send(self.go_fd, ("go", files or {}))
+        except BrokenPipeError:
+            pass  # the init died: its error message is on the report pipe
+        os.close(self.go_fd)
+        try:
+            msg = recv(self.report_fd)
+        finally:
+            os.close(self.report_fd)
+        if msg is not None:
+            _raise_report(self.name, msg)
+
+    def abort(self) -> None:
+        for fd in (self.go_fd, self.report_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _raise_report(name: str, msg: object) -> None:
+    if isinstance(msg, tuple) and msg and msg[0] == "error":
+        raise KernelError(f"cannot start container '{name}': {msg[1]}", errno=msg[2])
+    raise KernelError(f"cannot start container '{name}': unexpected message {msg!r}")
+
+
+def spawn(spec: InitSpec, console: str | None = None) -> Spawned:
+    """#1–#3: create the init in new namespaces; it waits for ``Spawned.release``."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    log_fd = -1
+    if spec.console_log is not None:
+        log_fd = os.open(spec.console_log,
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    pid = os.fork()
+    if pid == 0:  # intermediate
+        os.close(report_r)
+        os.close(go_w)
+        _intermediate(spec, console, report_w, go_r, log_fd)
+    os.close(report_w)
+    os.close(go_r)
+    if log_fd >= 0:
+        os.close(log_fd)
+    init_pid = 0
+    ready = False
+    try:
+        # "pid" (#3, from the intermediate) and "ready" (#2, from the init)
+        # share the pipe and may arrive in either order.
+        while not (init_pid and ready):
+            msg = recv(report_r)
+            if msg is None:
+                _raise_report(spec.name, ("error", "the init exited during setup", None))
+            elif isinstance(msg, tuple) and msg[0] == "pid":
+                init_pid = int(msg[1])
+            elif msg == ("ready",):
+                ready = True
+            else:
+                _raise_report(spec.name, msg)
+    except BaseException:
+        os.close(report_r)
+        os.close(go_w)
+        if init_pid:
+            try:
+                os.kill(init_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise
+    finally:
+        os.waitpid(pid, 0)
+    return Spawned(pid=init_pid, report_fd=report_r, go_fd=go_w, name=spec.name)
+
+
+def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
+                  log_fd: int) -> None:
+    try:
+        # #1: join the cgroups first, so the cgroup namespace's root is the
+        # container's own cgroup and every later process is accounted.
+        for path in spec.cgroup_procs:
+            with open(path, "w") as f:
+                f.write("0")
+        ns.unshare(NAMESPACES | (ns.CLONE_NEWNET if spec.netns else 0))
+        init_pid = os.fork()
+    except BaseException as exc:
+        _fail(report_w, "namespaces", exc)
+    if init_pid == 0:
+        _init(spec, console, report_w, go_r, log_fd)
+    try:
+        send(report_w, ("pid", init_pid))  # #3
+    finally:
+        os._exit(0)
+
+
+def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd: int) -> None:
+    from corral.linux import caps
+    from corral.runtime import rootfs
+
+    step = "setup"
+    try:
+        if not spec.foreground:
+            os.setsid()  # no controlling terminal of the caller's
+        step = "hostname"
+        ns.sethostname(spec.hostname)
+        step = "rootfs"
+        rootfs.setup(spec, console)  # #2
+        send(report_w, ("ready",))
+        step = "waiting for the host"
+        msg = recv(go_r)  # #4
+        if not (isinstance(msg, tuple) and msg[0] == "go"):
+            os._exit(126)  # the caller gave up or died: never run unconfigured
+        step = "writing guest files"
+        _write_files(msg[1])
+        step = "stdio"
+        _setup_stdio(spec, log_fd)
+        # No host fd beyond 0-2 may reach the container (CVE-2024-21626 class);
+        # the report pipe closes itself on exec.
+        _close_fds_except(report_w)
+        step = "capabilities"
+        caps.drop_bounding(caps.cap_numbers(spec.caps))
+        # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "linux", "container": "corral"}
+        env.update(spec.env)
+        step = f"exec {spec.argv[0]}"
+        os.execve(spec.argv[0], list(spec.argv), env)  # #5
+    except BaseException as exc:
+        _fail(report_w, step, exc)
+
+
+def _write_files(files: dict[str, tuple[bytes, int]]) -> None:
+    for path, (content, mode) in files.items():
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, 0o755, exist_ok=True)
+        tmp = f"{path}.corral-tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode)
+        try:
+            os.write(fd, content)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+
+
+def _setup_stdio(spec: InitSpec, log_fd: int) -> None:
+    if spec.foreground:
+        return
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    out = log_fd if log_fd >= 0 else null
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+
+
+def _close_fds_except(keep: int) -> None:
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 20)
