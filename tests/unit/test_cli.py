@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corral import __version__
+from corral.cli.main import main
+
+CORRAL = str(Path(sys.executable).parent / "corral")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"corral {__version__}\n"
+
+
+def test_version_imports_nothing_heavy() -> None:
+    code = ("import sys; from corral.cli.main import main; main(['--version']); "
+            "print(sorted(m for m in sys.modules if m.startswith('corral') or m in "
+            "('argparse', 'ctypes', 'json', 'pyroute2', 'tomli_w')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "['corral', 'corral.cli', 'corral.cli.main']"
+
+
+def test_usage_error_is_not_a_traceback() -> None:
+    p = subprocess.run([CORRAL, "frobnicate"], capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "invalid choice" in p.stderr
+
+
+def test_bad_env_is_a_validation_error() -> None:
+    from corral.cli.main import _env
+    from corral.errors import ValidationError
+
+    assert _env(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
+    with pytest.raises(ValidationError):
+        _env(["novalue"])

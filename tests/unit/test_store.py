@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from corral import store
+from corral.errors import BusyError, CleanupError, ValidationError
+from corral.revert import Reverter
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    f = tmp_path / "state.json"
+    store.write_json(f, {"a": 1})
+    store.write_json(f, {"a": 2})
+    assert store.read_json(f) == {"a": 2}
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_toml_roundtrip_and_parse_error(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    store.write_toml(f, {"name": "x", "init": ["/sbin/init"]})
+    assert store.read_toml(f) == {"name": "x", "init": ["/sbin/init"]}
+    f.write_text("name = [")
+    with pytest.raises(ValidationError, match="cannot parse"):
+        store.read_toml(f)
+
+
+def _hold(path: str, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+    with store.locked(Path(path), "thing"):
+        ready.set()
+        time.sleep(2)
+
+
+def test_lock_is_exclusive_and_times_out(tmp_path: Path) -> None:
+    lock = tmp_path / "x.lock"
+    ready = multiprocessing.Event()
+    p = multiprocessing.Process(target=_hold, args=(str(lock), ready))
+    p.start()
+    try:
+        assert ready.wait(5)
+        assert store.is_locked(lock)
+        with pytest.raises(BusyError, match="thing is locked"):
+            with store.locked(lock, "thing", timeout=0.1):
+                pass
+    finally:
+        p.kill()
+        p.join()
+    # the kernel released the dead holder's lock
+    assert not store.is_locked(lock)
+    with store.locked(lock, "thing", timeout=0.1):
+        pass
+
+
+def test_reverter_undoes_in_reverse_and_collects_errors() -> None:
+    done: list[str] = []
+    with pytest.raises(RuntimeError):
+        with Reverter() as undo:
+            undo.add(done.append, "first")
+            undo.add(done.append, "second")
+            raise RuntimeError("boom")
+    assert done == ["second", "first"]
+
+    def bad() -> None:
+        raise OSError("cannot undo")
+
+    with pytest.raises(CleanupError) as e:
+        with Reverter() as undo:
+            undo.add(bad)
+            raise RuntimeError("boom")
+    assert "boom" in str(e.value) and "cannot undo" in str(e.value)
+
+    with Reverter() as undo:
+        undo.add(done.append, "never")
+        undo.success()
+    assert "never" not in done
