@@ -33,7 +33,6 @@ RCS = """\
 #!/bin/sh
 # System start-up: what a small server does before its services start.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-[ -f /etc/hostname ] && hostname -F /etc/hostname
 ip link set lo up 2>/dev/null
 mkdir -p /run /var/run /var/log /var/spool/cron/crontabs /tmp
 chmod 1777 /tmp
