@@ -2,7 +2,6 @@
 
 Layout of a state root (default /var/lib/corral)::
 
-    host.toml                       id of this root (names its cgroups, links, nft table)
     templates/<name>/rootfs/        read-only template tree, shared by every container
     templates/<name>/template.toml  metadata
     containers/<name>/config.toml   desired state (TOML)
@@ -11,74 +10,61 @@ Layout of a state root (default /var/lib/corral)::
     containers/<name>/rootfs/       mount point, used only inside the container's mount namespace
     locks/<name>.lock               per-container flock
     console/<name>.log              what the container's init printed
+
+Paths are plain strings (``os.path``): pathlib costs milliseconds to import
+on every container start.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 DEFAULT_ROOT = "/var/lib/corral"
 
 
-def default_root() -> Path:
-    return Path(os.environ.get("CORRAL_ROOT") or DEFAULT_ROOT)
+def default_root() -> str:
+    return os.environ.get("CORRAL_ROOT") or DEFAULT_ROOT
 
 
-@dataclass(frozen=True, slots=True)
 class StateRoot:
-    root: Path
+    __slots__ = ("root", "templates", "containers", "locks", "console")
 
-    @property
-    def host_file(self) -> Path:
-        return self.root / "host.toml"
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.templates = f"{root}/templates"
+        self.containers = f"{root}/containers"
+        self.locks = f"{root}/locks"
+        self.console = f"{root}/console"
 
-    @property
-    def templates(self) -> Path:
-        return self.root / "templates"
+    def template_dir(self, name: str) -> str:
+        return f"{self.templates}/{name}"
 
-    @property
-    def containers(self) -> Path:
-        return self.root / "containers"
+    def template_rootfs(self, name: str) -> str:
+        return f"{self.templates}/{name}/rootfs"
 
-    @property
-    def locks(self) -> Path:
-        return self.root / "locks"
+    def template_meta(self, name: str) -> str:
+        return f"{self.templates}/{name}/template.toml"
 
-    @property
-    def console(self) -> Path:
-        return self.root / "console"
+    def container_dir(self, name: str) -> str:
+        return f"{self.containers}/{name}"
 
-    def template_dir(self, name: str) -> Path:
-        return self.templates / name
+    def config_file(self, name: str) -> str:
+        return f"{self.containers}/{name}/config.toml"
 
-    def template_rootfs(self, name: str) -> Path:
-        return self.templates / name / "rootfs"
+    def state_file(self, name: str) -> str:
+        return f"{self.containers}/{name}/state.json"
 
-    def template_meta(self, name: str) -> Path:
-        return self.templates / name / "template.toml"
+    def upper(self, name: str) -> str:
+        return f"{self.containers}/{name}/upper"
 
-    def container_dir(self, name: str) -> Path:
-        return self.containers / name
+    def work(self, name: str) -> str:
+        return f"{self.containers}/{name}/work"
 
-    def config_file(self, name: str) -> Path:
-        return self.containers / name / "config.toml"
+    def mountpoint(self, name: str) -> str:
+        return f"{self.containers}/{name}/rootfs"
 
-    def state_file(self, name: str) -> Path:
-        return self.containers / name / "state.json"
+    def lock_file(self, name: str) -> str:
+        return f"{self.locks}/{name}.lock"
 
-    def upper(self, name: str) -> Path:
-        return self.containers / name / "upper"
-
-    def work(self, name: str) -> Path:
-        return self.containers / name / "work"
-
-    def mountpoint(self, name: str) -> Path:
-        return self.containers / name / "rootfs"
-
-    def lock_file(self, name: str) -> Path:
-        return self.locks / f"{name}.lock"
-
-    def console_log(self, name: str) -> Path:
-        return self.console / f"{name}.log"
+    def console_log(self, name: str) -> str:
+        return f"{self.console}/{name}.log"

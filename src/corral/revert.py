@@ -7,10 +7,12 @@ and surface together as a ``CleanupError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from corral.errors import CleanupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 class Reverter:

@@ -5,59 +5,75 @@ over the target (then the directory is fsynced), so a crash leaves either the
 old or the new content, never half of it (runc ``saveState``).  Locks are
 ``flock`` on a file per object: released by the kernel when the holder dies,
 so a crashed CLI never leaves a lock that blocks the next one.
+
+Parsers (json, tomllib, tomli_w) are imported where used: they cost
+milliseconds, and most commands need at most one of them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
 import time
-import tomllib
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 from corral.errors import BusyError, ValidationError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data``; ``durable=False`` skips fsync (ephemeral records)."""
+    path = os.fspath(path)
+    parent, base = os.path.split(path)
+    tmp = f"{parent}/.{base}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            os.write(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    if durable:
+        dfd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n")
+def write_json(path: str, obj: Any, *, durable: bool = True) -> None:
+    import json
+
+    data = json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n"
+    write_atomic(path, data, durable=durable)
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str) -> Any:
+    import json
+
     with open(path, "rb") as f:
         return json.load(f)
 
 
-def write_toml(path: Path, obj: dict[str, Any]) -> None:
-    import tomli_w  # only writers pay for it
+def write_toml(path: str, obj: dict[str, Any], *, durable: bool = True) -> None:
+    import tomli_w
 
-    write_atomic(path, tomli_w.dumps(obj).encode())
+    write_atomic(path, tomli_w.dumps(obj).encode(), durable=durable)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: str) -> dict[str, Any]:
+    import tomllib
+
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -66,13 +82,21 @@ def read_toml(path: Path) -> dict[str, Any]:
                               hint="Fix the file by hand or restore it from a backup.") from exc
 
 
-@contextlib.contextmanager
-def locked(path: Path, what: str, timeout: float = 30.0) -> Iterator[None]:
+class locked:  # noqa: N801 - used like a function: `with locked(path, what):`
     """Hold an exclusive flock on ``path``; BusyError after ``timeout`` seconds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
+
+    __slots__ = ("path", "what", "timeout", "fd")
+
+    def __init__(self, path: str, what: str, timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self.what = what
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self) -> locked:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
         delay = 0.002
         while True:
             try:
@@ -80,20 +104,20 @@ def locked(path: Path, what: str, timeout: float = 30.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise BusyError(
-                        f"{what} is locked by another operation",
-                        hint="Wait for it to finish, then retry.",
-                    ) from None
+                    os.close(fd)
+                    raise BusyError(f"{self.what} is locked by another operation",
+                                    hint="Wait for it to finish, then retry.") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+        self.fd = -1
 
 
-def is_locked(path: Path) -> bool:
+def is_locked(path: str) -> bool:
     """True when some live process holds the lock on ``path``."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)

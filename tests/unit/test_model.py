@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from corral.errors import InvalidStateError, ValidationError
-from corral.model import ContainerConfig, RuntimeState, Status, validate_hostname, validate_name
+from corral.model import RUNNING, STOPPED, FROZEN, ContainerConfig, RuntimeState, validate_hostname, validate_name
 
 
 @pytest.mark.parametrize("name", ["a", "web1", "a-b", "0", "x" * 63])
@@ -47,12 +47,12 @@ def test_config_needs_exactly_one_source() -> None:
 
 
 def test_status_transitions() -> None:
-    assert Status.STOPPED.can_start() and not Status.RUNNING.can_start()
-    assert Status.RUNNING.can_exec() and not Status.FROZEN.can_exec()
-    assert not Status.RUNNING.can_destroy(force=False) and Status.RUNNING.can_destroy(force=True)
+    assert STOPPED.can_start() and not RUNNING.can_start()
+    assert RUNNING.can_exec() and not FROZEN.can_exec()
+    assert not RUNNING.can_destroy(force=False) and RUNNING.can_destroy(force=True)
     with pytest.raises(InvalidStateError, match="is running, cannot start"):
-        Status.RUNNING.require("start", "web")
-    Status.STOPPED.require("start", "web")
+        RUNNING.require("start", "web")
+    STOPPED.require("start", "web")
 
 
 def test_runtime_state_ignores_unknown_keys() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 import sys
-from typing import Any
 
 from corral.cli import render
 from corral.cli.main import _env
 from corral.errors import CorralError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def cmd_template(host: Any, args: Any) -> int:
@@ -139,7 +142,7 @@ def cmd_enter(host: Any, args: Any) -> int:
 def cmd_run(host: Any, args: Any) -> int:
     from corral.model import ContainerConfig
 
-    name = args.name or f"run-{secrets.token_hex(4)}"
+    name = args.name or f"run-{os.urandom(4).hex()}"
     cfg = ContainerConfig(name=name, template=args.template, rootfs=args.rootfs,
                           hostname=args.hostname, init=list(args.argv), env=_env(args.env))
     return int(host.run(cfg, remove=args.rm))

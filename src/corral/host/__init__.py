@@ -10,25 +10,35 @@ from the kernel (never from the state file alone).
 from __future__ import annotations
 
 import os
-import secrets
-import time
-from pathlib import Path
-from typing import Any
 
 from corral import store
 from corral.errors import NotFoundError, PrivilegeError, ValidationError
-from corral.model import ContainerConfig, RuntimeState, Status, validate_name
+from corral.model import FROZEN, RUNNING, STOPPED, ContainerConfig, RuntimeState, Status, \
+    validate_name
 from corral.paths import DEFAULT_ROOT, StateRoot
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def root_id(root: str) -> str:
+    """Short id of a state root, derived from its path: names its cgroups and links.
+
+    Derived rather than stored so that no file must be read (and parsed) on
+    the start path; two state roots on one machine have different paths.
+    """
+    import zlib
+
+    return f"{zlib.crc32(root.encode()) & 0xFFFFFF:06x}"
 
 
 class Host:
     """One state root: a "host" of containers."""
 
-    def __init__(self, root: Path | str, *, require_root: bool = True) -> None:
-        root = Path(root)
-        if not root.is_absolute():
-            root = Path.cwd() / root
-        if any(c in str(root) for c in ",:\n"):
+    def __init__(self, root: str, *, require_root: bool = True) -> None:
+        root = os.path.abspath(root)
+        if any(c in root for c in ",:\n"):
             # overlayfs mount options are comma- and colon-separated
             raise ValidationError(f"state root {root} contains ',' or ':'",
                                   hint="Choose a path without them.")
@@ -36,36 +46,18 @@ class Host:
             raise PrivilegeError("corral must run as root",
                                  hint="Run it with sudo, or as root.")
         self.paths = StateRoot(root)
-        self._id: str | None = None
+        self.id = root_id(root)
         self._cgroup_layout: str | None = None
 
     # -- identity of this state root -------------------------------------------------
 
     @property
-    def root(self) -> Path:
+    def root(self) -> str:
         return self.paths.root
 
     @property
-    def id(self) -> str:
-        """Short random id, made once per state root; names its cgroups and links."""
-        if self._id is None:
-            f = self.paths.host_file
-            if f.exists():
-                self._id = str(store.read_toml(f)["id"])
-            else:
-                self.ensure_dirs()
-                with store.locked(self.paths.locks / ".host.lock", "the state root"):
-                    if f.exists():
-                        self._id = str(store.read_toml(f)["id"])
-                    else:
-                        self._id = secrets.token_hex(3)
-                        store.write_toml(f, {"id": self._id, "created": time.time(),
-                                             "root": str(self.root)})
-        return self._id
-
-    @property
     def is_default_root(self) -> bool:
-        return str(self.root) == DEFAULT_ROOT
+        return self.root == DEFAULT_ROOT
 
     @property
     def cgroup_top(self) -> str:
@@ -74,7 +66,7 @@ class Host:
     def ensure_dirs(self) -> None:
         for d in (self.paths.root, self.paths.templates, self.paths.containers,
                   self.paths.locks, self.paths.console):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(d, mode=0o700, exist_ok=True)
 
     # -- cgroups ---------------------------------------------------------------------
 
@@ -92,7 +84,7 @@ class Host:
         return store.locked(self.paths.lock_file(name), f"container '{name}'")
 
     def exists(self, name: str) -> bool:
-        return self.paths.config_file(name).exists()
+        return os.path.exists(self.paths.config_file(name))
 
     def names(self) -> list[str]:
         try:
@@ -112,7 +104,7 @@ class Host:
         return ContainerConfig.from_dict(data)
 
     def save_config(self, cfg: ContainerConfig, *, durable: bool = True) -> None:
-        store.write_toml(self.paths.config_file(cfg.name), cfg.to_dict())
+        store.write_toml(self.paths.config_file(cfg.name), cfg.to_dict(), durable=durable)
 
     def load_state(self, name: str) -> RuntimeState:
         try:
@@ -120,8 +112,8 @@ class Host:
         except (FileNotFoundError, ValueError):
             return RuntimeState()
 
-    def save_state(self, name: str, state: RuntimeState) -> None:
-        store.write_json(self.paths.state_file(name), state.to_dict())
+    def save_state(self, name: str, state: RuntimeState, *, durable: bool = True) -> None:
+        store.write_json(self.paths.state_file(name), state.to_dict(), durable=durable)
 
     def clear_state(self, name: str) -> None:
         try:
@@ -135,13 +127,13 @@ class Host:
 
         state = state if state is not None else self.load_state(name)
         if state.pid is None or not proc.is_alive(state.pid, state.pid_start):
-            return Status.STOPPED
+            return STOPPED
         try:
             if self.cgroup(name).frozen():
-                return Status.FROZEN
+                return FROZEN
         except OSError:
             pass
-        return Status.RUNNING
+        return RUNNING
 
     # -- operations (each area in its own module) ------------------------------------
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from corral import store
 from corral.errors import BusyError
-from corral.model import Status
+from corral.model import STOPPED
 
 if TYPE_CHECKING:
     from corral.host import Host
@@ -54,15 +54,15 @@ def run(host: Host, *, fix: bool) -> list[str]:
             continue
         for entry in entries:
             if entry.startswith(".") and not _owner_alive(entry):
-                report(f"half-made {kind} directory {parent / entry}",
-                       shutil.rmtree, parent / entry)
+                report(f"half-made {kind} directory {parent}/{entry}",
+                       shutil.rmtree, f"{parent}/{entry}")
 
     names = set(host.names())
     for name in sorted(names):
         state = host.load_state(name)
         if state.pid is None:
             continue
-        if host.status(name, state) is Status.STOPPED:
+        if host.status(name, state) is STOPPED:
             report(f"container '{name}': state of a dead init (pid {state.pid})",
                    _cleanup_stopped, host, name)
 
@@ -75,7 +75,7 @@ def run(host: Host, *, fix: bool) -> list[str]:
     for name in groups:
         if name not in names:
             report(f"cgroup {host.cgroup_top}/{name} of no container", host.cgroup(name).destroy)
-        elif host.status(name) is Status.STOPPED and not host.load_state(name).pid:
+        elif host.status(name) is STOPPED and not host.load_state(name).pid:
             report(f"cgroup {host.cgroup_top}/{name} of stopped container '{name}'",
                    host.cgroup(name).destroy)
 
@@ -85,11 +85,11 @@ def run(host: Host, *, fix: bool) -> list[str]:
         locks = []
     for lock in locks:
         name = lock.removesuffix(".lock")
-        path = host.paths.locks / lock
+        path = f"{host.paths.locks}/{lock}"
         if not lock.startswith(".") and name not in names and not store.is_locked(path):
             report(f"stale lock {path}", os.unlink, path)
 
-    prefix = str(host.root).rstrip("/") + "/"
+    prefix = host.root.rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         points = [_unescape_mount(line.split()[4]) for line in f]
     for point in reversed(points):
@@ -105,5 +105,5 @@ def _cleanup_stopped(host: Host, name: str) -> None:
 
     with store.locked(host.paths.lock_file(name), f"container '{name}'", timeout=0.5):
         state = host.load_state(name)
-        if host.status(name, state) is Status.STOPPED:
+        if host.status(name, state) is STOPPED:
             _teardown(host, name, state)

@@ -9,19 +9,26 @@ and each operation first cleans what an earlier crash may have left.
 from __future__ import annotations
 
 import os
-import select
-import shutil
 import signal
 import time
-from typing import TYPE_CHECKING, Any
 
+from corral import store
 from corral.errors import ConflictError, InvalidStateError, ValidationError, from_oserror
-from corral.model import ContainerConfig, RuntimeState, Status
+from corral.model import STOPPED, ContainerConfig, RuntimeState
 from corral.revert import Reverter
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.host import Host
     from corral.runtime.spec import ExecSpec
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # -- create / destroy -------------------------------------------------------------------
@@ -45,17 +52,16 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
             raise ConflictError(f"container '{cfg.name}' already exists",
                                 hint="Choose another name, or destroy the old one first.")
         final = host.paths.container_dir(cfg.name)
-        if final.exists():  # a leftover of a crashed destroy: nothing in it is wanted
-            shutil.rmtree(final)
+        if os.path.lexists(final):  # a leftover of a crashed destroy: nothing in it is wanted
+            _rmtree(final)
         # Built under a temporary name and renamed: a crash leaves no half container.
-        tmp = host.paths.containers / f".create-{cfg.name}-{os.getpid()}"
+        tmp = f"{host.paths.containers}/.create-{cfg.name}-{os.getpid()}"
         with Reverter() as undo:
-            tmp.mkdir(mode=0o700)
-            undo.add(shutil.rmtree, tmp, True)
+            os.mkdir(tmp, 0o700)
+            undo.add(_rmtree, tmp)
             for sub in ("upper", "work", "rootfs"):
-                (tmp / sub).mkdir(mode=0o755)
-            from corral import store
-            store.write_toml(tmp / "config.toml", cfg.to_dict())
+                os.mkdir(f"{tmp}/{sub}", 0o755)
+            store.write_toml(f"{tmp}/config.toml", cfg.to_dict(), durable=durable)
             os.rename(tmp, final)
             undo.success()
     return cfg
@@ -69,14 +75,14 @@ def destroy(host: Host, name: str, *, force: bool = False) -> None:
         if not current.can_destroy(force):
             raise InvalidStateError(f"container '{name}' is {current}",
                                     hint=f"Stop it first, or use 'corral destroy --force {name}'.")
-        if current is not Status.STOPPED:
+        if current != STOPPED:
             _stop_locked(host, name, state, timeout=0)
         _teardown(host, name, state)
         # Rename first: the name is free at once and a crash leaves only a hidden
         # directory that the next create or doctor removes.
-        doomed = host.paths.containers / f".destroy-{name}-{os.getpid()}"
+        doomed = f"{host.paths.containers}/.destroy-{name}-{os.getpid()}"
         os.rename(host.paths.container_dir(name), doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        _rmtree(doomed)
         try:
             os.unlink(host.paths.console_log(name))
         except FileNotFoundError:
@@ -93,11 +99,11 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
 
     p = host.paths
     if cfg.rootfs is not None:
-        rootfs = RootfsSpec(mountpoint=str(p.mountpoint(cfg.name)), bind=cfg.rootfs)
+        rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
-        rootfs = RootfsSpec(mountpoint=str(p.mountpoint(cfg.name)),
+        rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name),
                             lower=(templates.rootfs_of(host, str(cfg.template)),),
-                            upper=str(p.upper(cfg.name)), work=str(p.work(cfg.name)))
+                            upper=p.upper(cfg.name), work=p.work(cfg.name))
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
     return InitSpec(
@@ -109,7 +115,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         cgroup_procs=tuple(str(f) for f in cgroup.procs_files()),
         cgroup_mounts=mounts,
         foreground=foreground,
-        console_log=None if foreground else str(p.console_log(cfg.name)),
+        console_log=None if foreground else p.console_log(cfg.name),
     )
 
 
@@ -122,7 +128,7 @@ def _guest_files(cfg: ContainerConfig) -> dict[str, tuple[bytes, int]]:
 
 
 def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
-            argv: list[str] | None = None) -> RuntimeState:
+            argv: list[str] | None = None, durable: bool = True) -> RuntimeState:
     """Cgroup, namespaces, root, exec; the container's lock is held by the caller."""
     from corral.linux import proc
     from corral.runtime import spawn
@@ -140,7 +146,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         undo.add(child.abort)
         state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
                              started=time.time(), cgroup=cg.group)
-        host.save_state(cfg.name, state)
+        host.save_state(cfg.name, state, durable=durable)
         undo.add(host.clear_state, cfg.name)
         child.release(_guest_files(cfg))
         undo.success()
@@ -180,7 +186,7 @@ def restart(host: Host, name: str, *, timeout: float = 10.0) -> dict[str, Any]:
     cfg = host.load_config(name)
     with host.lock(name):
         state = host.load_state(name)
-        if host.status(name, state) is not Status.STOPPED:
+        if host.status(name, state) != STOPPED:
             _stop_locked(host, name, state, timeout=timeout)
         _teardown(host, name, state)
         _launch(host, cfg)
@@ -205,6 +211,8 @@ def _stop_locked(host: Host, name: str, state: RuntimeState, *, timeout: float) 
             from corral.linux import proc
             if proc.is_alive(state.pid, state.pid_start):
                 signal.pidfd_send_signal(pidfd, sig)
+                import select
+
                 select.select([pidfd], [], [], timeout)
         _kill_cgroup(cg)
     finally:
@@ -240,7 +248,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
         # The init is our grandchild; as a subreaper we can wait for it.
         ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
         with host.lock(cfg.name):
-            state = _launch(host, cfg, foreground=True, argv=cfg.init)
+            state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove)
         assert state.pid is not None
         code = _wait_foreground(state.pid)
         with host.lock(cfg.name):
@@ -300,18 +308,18 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "template": cfg.template,
         "rootfs": cfg.rootfs,
         "hostname": cfg.effective_hostname,
-        "pid": state.pid if current is not Status.STOPPED else None,
+        "pid": state.pid if current != STOPPED else None,
         "ip": None,
         "addresses": [],
         "processes": 0,
         "memory_bytes": 0,
         "created": cfg.created,
-        "started": state.started if current is not Status.STOPPED else None,
+        "started": state.started if current != STOPPED else None,
         "ephemeral": cfg.ephemeral,
         "init": cfg.init,
         "privileged": True,
     }
-    if current is not Status.STOPPED:
+    if current != STOPPED:
         cg = host.cgroup(name)
         out["cgroup"] = cg.group
         try:

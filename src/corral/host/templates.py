@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral import store
@@ -30,7 +31,7 @@ def build(host: Host, kind: str, name: str, *, force: bool = False) -> dict[str,
                             hint=f"Built-in kinds: {', '.join(sorted(BUILDERS))}.")
     validate_name(name, "template")
     host.ensure_dirs()
-    final = host.paths.template_dir(name)
+    final = Path(host.paths.template_dir(name))
     with host.lock(f".template-{name}"):
         if final.exists():
             if not force:
@@ -40,7 +41,7 @@ def build(host: Host, kind: str, name: str, *, force: bool = False) -> dict[str,
                 raise InvalidStateError(f"template '{name}' is used by {', '.join(users)}",
                                         hint="Destroy those containers before rebuilding it.")
             shutil.rmtree(final)
-        tmp = host.paths.templates / f".build-{name}-{os.getpid()}"
+        tmp = Path(host.paths.templates) / f".build-{name}-{os.getpid()}"
         with Reverter() as undo:
             tmp.mkdir(mode=0o755)
             undo.add(shutil.rmtree, tmp, True)
@@ -97,7 +98,7 @@ def info(host: Host, name: str, *, with_size: bool = True) -> dict[str, Any]:
     meta = _meta(host, name)
     out = dict(meta)
     out["name"] = name
-    out["path"] = str(host.paths.template_rootfs(name))
+    out["path"] = host.paths.template_rootfs(name)
     out["layers"] = 1
     out["used_by"] = _users(host, name)
     if with_size:
@@ -110,7 +111,7 @@ def list_all(host: Host) -> list[dict[str, Any]]:
         names = sorted(n for n in os.listdir(host.paths.templates) if not n.startswith("."))
     except FileNotFoundError:
         return []
-    return [info(host, n) for n in names if host.paths.template_meta(n).exists()]
+    return [info(host, n) for n in names if os.path.exists(host.paths.template_meta(n))]
 
 
 def remove(host: Host, name: str) -> None:
@@ -125,7 +126,7 @@ def remove(host: Host, name: str) -> None:
 
 def rootfs_of(host: Host, name: str) -> str:
     _meta(host, name)
-    return str(host.paths.template_rootfs(name))
+    return host.paths.template_rootfs(name)
 
 
 def require(host: Host, name: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import marshal
 import os
 import signal
 import struct
-from dataclasses import dataclass
 
 from corral.errors import KernelError
 from corral.linux import ns
@@ -68,14 +67,16 @@ NAMESPACES = (ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC | ns.CLONE_NEWP
               | ns.CLONE_NEWCGROUP)
 
 
-@dataclass(slots=True)
 class Spawned:
     """An init that exists in its namespaces and waits for ``release``."""
 
-    pid: int
-    report_fd: int
-    go_fd: int
-    name: str
+    __slots__ = ("pid", "report_fd", "go_fd", "name")
+
+    def __init__(self, *, pid: int, report_fd: int, go_fd: int, name: str) -> None:
+        self.pid = pid
+        self.report_fd = report_fd
+        self.go_fd = go_fd
+        self.name = name
 
     def release(self, files: dict[str, tuple[bytes, int]] | None = None) -> None:
         """#4: let the init write ``files`` (path → (content, mode)) and exec."""

@@ -6,7 +6,9 @@ answers (cgroup files, rootfs layers); the runtime reads nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # What a container's root keeps: enough to run a server (bind low ports,
 # change owners, send signals, manage its own network and processes), and
@@ -25,46 +27,104 @@ DEFAULT_CAPS = (
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RootfsSpec:
+class _Spec:
+    """Keyword-only, read-only plain data (dataclasses would cost ms on every start)."""
+
+    __slots__: tuple[str, ...] = ()
+    _defaults: dict[str, Any] = {}
+
+    def __init__(self, **kw: Any) -> None:
+        missing = [k for k, v in self._defaults.items() if v is _REQUIRED and k not in kw]
+        unknown = set(kw) - set(self._defaults)
+        if missing or unknown:
+            raise TypeError(f"{type(self).__name__}: missing {missing}, unknown {sorted(unknown)}")
+        for k, default in self._defaults.items():
+            object.__setattr__(self, k, kw.get(k, default))
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._defaults)
+        return f"{type(self).__name__}({fields})"
+
+
+_REQUIRED = object()
+
+
+class RootfsSpec(_Spec):
     """Where the container's root comes from."""
 
-    mountpoint: str  # an empty directory; mounted on only inside the new mount namespace
-    lower: tuple[str, ...] = ()  # overlay lower layers, top first
-    upper: str | None = None
-    work: str | None = None
-    bind: str | None = None  # --rootfs DIR: bind this directory instead of an overlay
+    _defaults = {
+        "mountpoint": _REQUIRED,  # empty dir; mounted on only inside the new mount namespace
+        "lower": (),  # overlay lower layers, top first
+        "upper": None,
+        "work": None,
+        "bind": None,  # --rootfs DIR: bind this directory instead of an overlay
+    }
+    __slots__ = tuple(_defaults)
+    mountpoint: str
+    lower: tuple[str, ...]
+    upper: str | None
+    work: str | None
+    bind: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CgroupMount:
+class CgroupMount(_Spec):
     """A cgroup hierarchy to show inside the container under /sys/fs/cgroup."""
 
-    target: str  # relative to /sys/fs/cgroup, "" for the top (pure v2)
-    fstype: str  # "cgroup" or "cgroup2"
-    options: str  # "cpu,cpuacct", "memory", "none,name=systemd", ""
+    _defaults = {
+        "target": _REQUIRED,  # relative to /sys/fs/cgroup, "" for the top (pure v2)
+        "fstype": _REQUIRED,  # "cgroup" or "cgroup2"
+        "options": "",  # "cpu,cpuacct", "memory", "none,name=systemd", ""
+    }
+    __slots__ = tuple(_defaults)
+    target: str
+    fstype: str
+    options: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InitSpec:
+class InitSpec(_Spec):
+    _defaults = {
+        "name": _REQUIRED,
+        "hostname": _REQUIRED,
+        "rootfs": _REQUIRED,
+        "argv": _REQUIRED,
+        "env": {},
+        "cgroup_procs": (),  # cgroup.procs files the init joins before unshare
+        "cgroup_mounts": (),
+        "caps": DEFAULT_CAPS,
+        "foreground": False,  # `corral run`: keep the caller's stdio and session
+        "console_log": None,  # detached: init's stdout/stderr go here
+        "netns": True,
+    }
+    __slots__ = tuple(_defaults)
     name: str
     hostname: str
     rootfs: RootfsSpec
     argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    cgroup_procs: tuple[str, ...] = ()  # cgroup.procs files the init joins before unshare
-    cgroup_mounts: tuple[CgroupMount, ...] = ()
-    caps: tuple[str, ...] = DEFAULT_CAPS
-    foreground: bool = False  # `corral run`: keep the caller's stdio and session
-    console_log: str | None = None  # detached: init's stdout/stderr go here
-    netns: bool = True
+    env: dict[str, str]
+    cgroup_procs: tuple[str, ...]
+    cgroup_mounts: tuple[CgroupMount, ...]
+    caps: tuple[str, ...]
+    foreground: bool
+    console_log: str | None
+    netns: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExecSpec:
+class ExecSpec(_Spec):
+    _defaults = {
+        "argv": _REQUIRED,
+        "env": {},
+        "user": None,
+        "cwd": None,
+        "tty": False,
+        "caps": DEFAULT_CAPS,
+    }
+    __slots__ = tuple(_defaults)
     argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    user: str | None = None
-    cwd: str | None = None
-    tty: bool = False
-    caps: tuple[str, ...] = DEFAULT_CAPS
+    env: dict[str, str]
+    user: str | None
+    cwd: str | None
+    tty: bool
+    caps: tuple[str, ...]
