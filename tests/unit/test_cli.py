@@ -38,3 +38,42 @@ def test_bad_env_is_a_validation_error() -> None:
     assert _env(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
     with pytest.raises(ValidationError):
         _env(["novalue"])
+
+
+def _argparse(argv: list[str]) -> dict[str, object]:
+    from corral.cli.main import _parser
+
+    return vars(_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ["exec", "web", "--", "ls", "-l"],
+    ["--root", "/tmp/r", "exec", "-t", "--user", "nobody", "-e", "A=1", "--env", "B=2",
+     "--cwd", "/etc", "web", "--", "sh", "-c", "echo hi"],
+    ["--debug", "run", "--rm", "--template", "tiny", "--name", "x", "--", "/bin/true"],
+    ["run", "--rootfs", "/srv/t", "--hostname", "h", "-e", "K=V", "--", "/bin/sh", "--", "x"],
+])
+def test_fast_parse_agrees_with_argparse(argv: list[str]) -> None:
+    from corral.cli.main import _fast_parse
+
+    fast = _fast_parse(argv)
+    assert fast is not None
+    slow = _argparse(argv)
+    for key, value in slow.items():
+        assert getattr(fast, key) == value, key
+
+
+@pytest.mark.parametrize("argv", [
+    ["exec", "web", "ls"],  # no "--": let argparse decide
+    ["exec", "--help"],
+    ["exec", "web", "--bogus", "--", "ls"],
+    ["exec", "a", "b", "--", "ls"],
+    ["run", "--template", "t", "--rootfs", "/x", "--", "ls"],
+    ["run", "--", "ls"],
+    ["exec", "web", "--user", "--", "ls"],
+    ["list"],
+])
+def test_fast_parse_defers_everything_else(argv: list[str]) -> None:
+    from corral.cli.main import _fast_parse
+
+    assert _fast_parse(argv) is None
