@@ -54,50 +54,119 @@ def cmd_create(host: Any, args: Any) -> int:
     return 0
 
 
-def _each(names: list[str], verb: str, fn: Any) -> int:
-    """Apply ``fn`` to every name; report failures at the end instead of stopping."""
-    failed: list[tuple[str, CorralError]] = []
-    for name in names:
-        try:
-            fn(name)
-        except CorralError as exc:
-            if len(names) == 1:
-                raise
-            failed.append((name, exc))
-            sys.stderr.write(f"corral: {name}: {exc.message}\n")
+def _select(host: Any, args: Any) -> list[str]:
+    """Names, shell-style globs ("web*") and --all, resolved against existing containers."""
+    from corral.errors import NotFoundError, ValidationError
+
+    if args.all:
+        if args.names:
+            raise ValidationError("give names or --all, not both")
+        return host.names()
+    if not args.names:
+        raise ValidationError("no container named", hint="Give one or more names, or --all.")
+    existing: list[str] | None = None
+    out: list[str] = []
+    for pattern in args.names:
+        if any(c in pattern for c in "*?["):
+            import fnmatch
+
+            existing = existing if existing is not None else host.names()
+            matched = fnmatch.filter(existing, pattern)
+            if not matched:
+                raise NotFoundError(f"no container matches '{pattern}'")
+            out.extend(m for m in matched if m not in out)
+        elif pattern not in out:
+            out.append(pattern)
+    return out
+
+
+def _each(names: list[str], verb: str, fn: Any, parallel: int = 1) -> int:
+    """Apply ``fn`` to every name; report failures at the end instead of stopping.
+
+    With ``parallel`` > 1 the names are shared out to that many forked
+    workers (processes, not threads: the runtime forks and unshares, which a
+    threaded process must not do).
+    """
+    if len(names) == 1:
+        fn(names[0])
+        return 0
+    if parallel > 1:
+        failed = _each_parallel(names, fn, parallel)
+    else:
+        failed = []
+        for name in names:
+            try:
+                fn(name)
+            except CorralError as exc:
+                failed.append((name, exc.message, exc.exit_code))
+                sys.stderr.write(f"corral: {name}: {exc.message}\n")
     if failed:
         sys.stderr.write(f"corral: {verb} failed for {len(failed)} of {len(names)}: "
-                         f"{', '.join(n for n, _ in failed)}\n")
-        return max(e.exit_code for _, e in failed)
+                         f"{', '.join(n for n, _, _ in failed)}\n")
+        return max(code for _, _, code in failed)
     return 0
+
+
+def _each_parallel(names: list[str], fn: Any, parallel: int) -> list[tuple[str, str, int]]:
+    import marshal
+
+    workers = []
+    for w in range(min(parallel, len(names))):
+        r, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            results = []
+            for name in names[w::parallel]:
+                try:
+                    fn(name)
+                except CorralError as exc:
+                    results.append((name, exc.message, exc.exit_code))
+                    sys.stderr.write(f"corral: {name}: {exc.message}\n")
+                except BaseException as exc:  # reported, never a traceback
+                    results.append((name, str(exc), 1))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            with os.fdopen(wfd, "wb") as f:
+                f.write(marshal.dumps(results))
+            os._exit(0)
+        os.close(wfd)
+        workers.append((pid, r))
+    failed: list[tuple[str, str, int]] = []
+    for pid, r in workers:
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+        failed.extend(marshal.loads(data) if data else [("worker", "crashed", 1)])
+    return failed
 
 
 def cmd_start(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         i = host.start(name)
         print(f"container '{name}' started (pid {i['pid']})")
-    return _each(args.names, "start", one)
+    return _each(_select(host, args), "start", one, args.parallel)
 
 
 def cmd_stop(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         host.stop(name, timeout=args.timeout)
         print(f"container '{name}' stopped")
-    return _each(args.names, "stop", one)
+    return _each(_select(host, args), "stop", one, args.parallel)
 
 
 def cmd_restart(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         i = host.restart(name, timeout=args.timeout)
         print(f"container '{name}' restarted (pid {i['pid']})")
-    return _each(args.names, "restart", one)
+    return _each(_select(host, args), "restart", one, args.parallel)
 
 
 def cmd_destroy(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         host.destroy(name, force=args.force)
         print(f"container '{name}' destroyed")
-    return _each(args.names, "destroy", one)
+    return _each(_select(host, args), "destroy", one, args.parallel)
 
 
 def cmd_list(host: Any, args: Any) -> int:

@@ -58,7 +58,10 @@ def _parser() -> Any:
     for verb, help_ in (("start", "start containers"), ("stop", "stop containers"),
                         ("restart", "restart containers"), ("destroy", "destroy containers")):
         v = cmd(verb, help_)
-        v.add_argument("names", nargs="+", metavar="NAME")
+        v.add_argument("names", nargs="*", metavar="NAME", help="names or globs ('web*')")
+        v.add_argument("--all", action="store_true", help="every container of this host")
+        v.add_argument("--parallel", "-j", type=int, default=1, metavar="N",
+                       help="work on N containers at a time")
         if verb in ("stop", "restart"):
             v.add_argument("--timeout", type=float, default=10.0, metavar="S",
                            help="seconds to wait for a clean shutdown before killing (10)")
