@@ -95,22 +95,36 @@ class locked:  # noqa: N801 - used like a function: `with locked(path, what):`
 
     def __enter__(self) -> locked:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + self.timeout
         delay = 0.002
         while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() >= deadline:
-                    os.close(fd)
                     raise BusyError(f"{self.what} is locked by another operation",
                                     hint="Wait for it to finish, then retry.") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
-        self.fd = fd
-        return self
+                continue
+            # The holder before us may have removed the file (``unlink`` below):
+            # a lock on a removed file protects nothing, so take the new one.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def unlink(self) -> None:
+        """Remove the lock file while holding it (its object is gone for good)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)

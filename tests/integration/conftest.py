@@ -132,12 +132,9 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _cgroup_top(root: Path) -> str:
-    import tomllib
+    from corral.host import root_id
 
-    host_file = root / "host.toml"
-    if not host_file.exists():
-        return "corral-none"
-    return f"corral-{tomllib.loads(host_file.read_text())['id']}"
+    return f"corral-{root_id(str(root))}"
 
 
 def _remove_cgroup_top(root: Path) -> None:

@@ -24,7 +24,7 @@ def _one_line_error(p: subprocess.CompletedProcess[str]) -> None:
                                   "with space", "dot.ted"])
 def test_invalid_names_refused(corral: Corral, state_root, name: str) -> None:  # type: ignore[no-untyped-def]
     before = _tree(state_root)
-    p = corral.run("create", name, "--template", "tiny", check=False)
+    p = corral.run("create", "--template", "tiny", "--", name, check=False)
     _one_line_error(p)
     assert _tree(state_root) == before
 

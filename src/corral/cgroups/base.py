@@ -17,72 +17,86 @@ the class or layout name.
 
 from __future__ import annotations
 
-import abc
-from dataclasses import dataclass
-from pathlib import Path
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
 class CgroupCaps:
-    kill: bool  # cgroup.kill exists (atomic kill of the whole tree)
-    freeze: bool  # a freezer (cgroup.freeze on v2, freezer controller on v1)
-    events: bool  # cgroup.events "populated" can be watched
-    controllers: frozenset[str]  # controllers available for limits: cpu, memory, pids, io, cpuset
+    """What a layout offers: kill (cgroup.kill), freeze, events, limit controllers."""
+
+    __slots__ = ("kill", "freeze", "events", "controllers")
+
+    def __init__(self, *, kill: bool, freeze: bool, events: bool,
+                 controllers: frozenset[str]) -> None:
+        self.kill = kill
+        self.freeze = freeze
+        self.events = events
+        self.controllers = controllers
 
 
-@dataclass(frozen=True, slots=True)
 class CgroupStats:
-    pids: int = 0
-    memory_bytes: int = 0
-    cpu_usage_ns: int = 0
+    """Usage read from the kernel's files (never estimated)."""
+
+    FIELDS = ("pids", "memory_bytes", "cpu_usage_ns")
+    __slots__ = FIELDS
+
+    def __init__(self, **kw: Any) -> None:
+        for f in self.FIELDS:
+            setattr(self, f, kw.get(f, 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.FIELDS}
 
 
-class CgroupManager(abc.ABC):
+class CgroupManager:
+    """Interface of one container's cgroups; see ``fs`` for the implementations."""
+
     layout: str  # "v1", "v2" or "hybrid"; for display only
     caps: CgroupCaps
 
-    def __init__(self, root: Path, group: str) -> None:
+    def __init__(self, root: str, group: str) -> None:
         self.root = root  # normally /sys/fs/cgroup; a fake tree in unit tests
         self.group = group  # "<top>/<name>"
 
-    @abc.abstractmethod
     def create(self) -> None:
         """Create outer and inner cgroups in every hierarchy; idempotent."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
-    def procs_files(self) -> list[Path]:
+    def procs_files(self) -> list[str]:
         """The inner cgroup's cgroup.procs files, one per hierarchy.
 
         A new process writes "0" to each (joining itself) before it unshares
         its cgroup namespace, so the namespace root is the inner cgroup.
         """
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def pids(self) -> list[int]:
         """Every process in the container (outer and all descendants)."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
-    def populated(self) -> bool: ...
+    def populated(self) -> bool:
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def kill(self) -> None:
         """SIGKILL every process in the container."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
-    def freeze(self) -> None: ...
+    def freeze(self) -> None:
+        raise NotImplementedError
 
-    @abc.abstractmethod
-    def thaw(self) -> None: ...
+    def thaw(self) -> None:
+        raise NotImplementedError
 
-    @abc.abstractmethod
-    def frozen(self) -> bool: ...
+    def frozen(self) -> bool:
+        raise NotImplementedError
 
-    @abc.abstractmethod
-    def stats(self) -> CgroupStats: ...
+    def stats(self) -> CgroupStats:
+        raise NotImplementedError
 
-    @abc.abstractmethod
-    def exists(self) -> bool: ...
+    def exists(self) -> bool:
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def destroy(self) -> None:
         """Kill what is left, then remove the cgroups bottom-up; idempotent."""
+        raise NotImplementedError

@@ -69,7 +69,7 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
 
 def destroy(host: Host, name: str, *, force: bool = False) -> None:
     host.load_config(name)  # NotFoundError first
-    with host.lock(name):
+    with host.lock(name) as lock:
         state = host.load_state(name)
         current = host.status(name, state)
         if not current.can_destroy(force):
@@ -87,6 +87,7 @@ def destroy(host: Host, name: str, *, force: bool = False) -> None:
             os.unlink(host.paths.console_log(name))
         except FileNotFoundError:
             pass
+        lock.unlink()
 
 
 # -- start ----------------------------------------------------------------------------------

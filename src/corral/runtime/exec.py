@@ -90,9 +90,14 @@ def _child(pidfd: int, procs: list[int], err_w: int, slave: int, master: int,
         os.setgroups(groups)
         os.setgid(gid)
         os.setuid(uid)
-        cwd = spec.cwd or home or "/"
-        step = f"changing to {cwd}"
-        os.chdir(cwd)
+        step = f"changing to {spec.cwd}"
+        if spec.cwd:
+            os.chdir(spec.cwd)
+        else:
+            try:  # like login(1): a missing home directory means "/"
+                os.chdir(home or "/")
+            except OSError:
+                os.chdir("/")
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT,
                     signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)

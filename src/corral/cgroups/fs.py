@@ -1,0 +1,366 @@
+"""cgroupfs managers for the v2, v1 and hybrid layouts.
+
+One idea serves all three: a container's cgroup exists in a list of
+*hierarchies* (one for v2; one per mounted controller set for v1; both for
+hybrid).  Each manager differs only in which hierarchies it uses and which
+one answers kill / freeze / "populated" questions:
+
+* v2:     one cgroup2 tree; cgroup.kill, cgroup.freeze, cgroup.events.
+* v1:     every v1 hierarchy; kill by freezing and signalling every task,
+          freeze through the freezer controller, populated from the tasks.
+* hybrid: v1 hierarchies for controllers, plus the controller-less cgroup2
+          tree (``unified``) that still gives cgroup.kill, cgroup.freeze and
+          cgroup.events — so kill and freeze are as good as on v2.
+
+The root is a parameter, so unit tests run the same code against a fake
+tree in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+from corral.cgroups.base import CgroupCaps, CgroupManager, CgroupStats
+
+INNER = "payload"
+_WAIT = 5.0  # seconds to wait for the kernel to empty or freeze a cgroup
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _keyed(path: str) -> dict[str, str]:
+    """A flat keyed file ("populated 1\\nfrozen 0\\n") as a dict."""
+    out = {}
+    for line in _read(path).splitlines():
+        k, _, v = line.partition(" ")
+        out[k] = v.strip()
+    return out
+
+
+class Hierarchy:
+    """One mounted cgroup hierarchy: its directory, version and controllers."""
+
+    __slots__ = ("path", "v2", "controllers")
+
+    def __init__(self, path: str, v2: bool, controllers: frozenset[str]) -> None:
+        self.path = path
+        self.v2 = v2
+        self.controllers = controllers
+
+    def __repr__(self) -> str:
+        return f"Hierarchy({self.path!r}, v2={self.v2}, {sorted(self.controllers)})"
+
+
+def v1_hierarchies(root: str) -> list[Hierarchy]:
+    """Every v1 hierarchy under ``root``: real directories holding cgroup.procs.
+
+    Co-mounted controllers live in one directory ("cpu,cpuacct") with
+    symlinks ("cpu", "cpuacct") beside it; the symlinks are skipped.
+    """
+    out = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except FileNotFoundError:
+        return out
+    for e in entries:
+        if e.name == "unified" or not e.is_dir(follow_symlinks=False):
+            continue
+        if not os.path.exists(f"{e.path}/cgroup.procs"):
+            continue
+        ctrls = frozenset(c for c in e.name.split(",") if c != "systemd")
+        out.append(Hierarchy(e.path, False, ctrls))
+    return out
+
+
+class _FsManager(CgroupManager):
+    """Shared logic over a list of hierarchies."""
+
+    layout = "?"
+
+    def __init__(self, root: str, group: str) -> None:
+        super().__init__(root, group)
+        self.hierarchies = self._hierarchies()
+        self.v2 = next((h for h in self.hierarchies if h.v2), None)
+        ctrls: set[str] = set()
+        for h in self.hierarchies:
+            ctrls |= h.controllers
+        self._v2_kill = self.v2 is not None and _v2_feature(self.v2.path, "cgroup.kill")
+        self._v2_freeze = self.v2 is not None and _v2_feature(self.v2.path, "cgroup.freeze")
+        self.caps = CgroupCaps(
+            kill=self._v2_kill,
+            freeze=self._v2_freeze or "freezer" in ctrls,
+            events=self.v2 is not None,
+            controllers=frozenset(ctrls),
+        )
+
+    def _hierarchies(self) -> list[Hierarchy]:
+        raise NotImplementedError
+
+    # -- paths -----------------------------------------------------------------------
+
+    def outer(self, h: Hierarchy) -> str:
+        return f"{h.path}/{self.group}"
+
+    def inner(self, h: Hierarchy) -> str:
+        return f"{h.path}/{self.group}/{INNER}"
+
+    def _controller(self, name: str) -> Hierarchy | None:
+        for h in self.hierarchies:
+            if name in h.controllers:
+                return h
+        return None
+
+    def _primary(self) -> Hierarchy:
+        """The hierarchy whose cgroup.procs answers "which processes are in it"."""
+        return self.v2 or self._controller("pids") or self._controller("freezer") \
+            or self.hierarchies[0]
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def create(self) -> None:
+        top = self.group.split("/")[0]
+        for h in self.hierarchies:
+            for rel in (top, self.group, f"{self.group}/{INNER}"):
+                path = f"{h.path}/{rel}"
+                try:
+                    os.mkdir(path, 0o755)
+                except FileExistsError:
+                    pass
+                if "cpuset" in h.controllers:
+                    _inherit_cpuset(path)
+                if h.v2 and rel != f"{self.group}/{INNER}":
+                    _enable_controllers(path)
+
+    def procs_files(self) -> list[str]:
+        return [f"{self.inner(h)}/cgroup.procs" for h in self.hierarchies]
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(self.outer(h)) for h in self.hierarchies)
+
+    def pids(self) -> list[int]:
+        out: list[int] = []
+        for dirpath, _dirs, files in os.walk(self.outer(self._primary())):
+            if "cgroup.procs" in files:
+                try:
+                    out.extend(int(p) for p in _read(f"{dirpath}/cgroup.procs").split())
+                except FileNotFoundError:  # removed while we walked
+                    continue
+        return out
+
+    def populated(self) -> bool:
+        if self.v2 is not None:
+            try:
+                return _keyed(f"{self.outer(self.v2)}/cgroup.events").get("populated") == "1"
+            except FileNotFoundError:
+                return False
+        return bool(self.pids())
+
+    def kill(self) -> None:
+        if self._v2_kill and self.v2 is not None:
+            try:
+                _write(f"{self.outer(self.v2)}/cgroup.kill", "1")
+            except FileNotFoundError:
+                pass
+            return
+        # No cgroup.kill: freeze so nothing forks while we signal, then kill every task.
+        frozen = self.caps.freeze
+        if frozen:
+            self.freeze()
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if frozen:
+            self.thaw()  # SIGKILL is delivered on thaw
+
+    def _freezer(self) -> tuple[str, str, str]:
+        """(state file, freeze value, thaw value) of the best freezer available."""
+        if self._v2_freeze and self.v2 is not None:
+            return f"{self.outer(self.v2)}/cgroup.freeze", "1", "0"
+        h = self._controller("freezer")
+        if h is None:
+            from corral.errors import UnsupportedError
+
+            raise UnsupportedError("this host has no cgroup freezer",
+                                   hint="Mount the v1 freezer controller or use cgroup v2.")
+        return f"{self.outer(h)}/freezer.state", "FROZEN", "THAWED"
+
+    def freeze(self) -> None:
+        path, on, _ = self._freezer()
+        _write(path, on)
+        deadline = time.monotonic() + _WAIT
+        while not self.frozen() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def thaw(self) -> None:
+        path, _, off = self._freezer()
+        _write(path, off)
+
+    def frozen(self) -> bool:
+        if self._v2_freeze and self.v2 is not None:
+            try:
+                return _keyed(f"{self.outer(self.v2)}/cgroup.events").get("frozen") == "1"
+            except FileNotFoundError:
+                return False
+        h = self._controller("freezer")
+        if h is None:
+            return False
+        try:
+            return _read(f"{self.outer(h)}/freezer.state").strip() == "FROZEN"
+        except FileNotFoundError:
+            return False
+
+    def stats(self) -> CgroupStats:
+        return CgroupStats(pids=len(self.pids()), memory_bytes=self._memory(),
+                           cpu_usage_ns=self._cpu_ns())
+
+    def _memory(self) -> int:
+        h = self._controller("memory")
+        if h is None:
+            return 0
+        name = "memory.current" if h.v2 else "memory.usage_in_bytes"
+        try:
+            return int(_read(f"{self.outer(h)}/{name}"))
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _cpu_ns(self) -> int:
+        h = self._controller("cpu")
+        if h is not None and h.v2:
+            try:
+                return int(_keyed(f"{self.outer(h)}/cpu.stat").get("usage_usec", 0)) * 1000
+            except FileNotFoundError:
+                return 0
+        h = self._controller("cpuacct")
+        if h is None:
+            return 0
+        try:
+            return int(_read(f"{self.outer(h)}/cpuacct.usage"))
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def destroy(self) -> None:
+        if not self.exists():
+            return
+        deadline = time.monotonic() + _WAIT
+        while self.populated():
+            self.kill()
+            if time.monotonic() > deadline:
+                raise OSError(errno.EBUSY, f"cgroup {self.group} still has processes "
+                              f"after {_WAIT:.0f} s: {self.pids()[:10]}")
+            time.sleep(0.005)
+        for h in self.hierarchies:
+            _rmtree_cgroup(self.outer(h), deadline)
+
+
+def _rmtree_cgroup(path: str, deadline: float) -> None:
+    """rmdir a cgroup and every descendant, deepest first (a systemd inside makes some)."""
+    if not os.path.isdir(path):
+        return
+    dirs = [dp for dp, _d, _f in os.walk(path)]
+    for d in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                # EBUSY while the last task is still exiting; give it a moment.
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.002)
+
+
+def _v2_feature(tree: str, name: str) -> bool:
+    """Whether non-root cgroups of a cgroup2 tree have the interface file ``name``.
+
+    The root cgroup never has cgroup.kill or cgroup.freeze, so look in a
+    child directory; with none (a controller-less hybrid tree nobody uses),
+    go by the kernel version that introduced the file.
+    """
+    try:
+        with os.scandir(tree) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    return os.path.exists(f"{e.path}/{name}")
+    except FileNotFoundError:
+        return False
+    since = {"cgroup.kill": (5, 14), "cgroup.freeze": (5, 2)}[name]
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= since
+
+
+def _inherit_cpuset(path: str) -> None:
+    """v1 cpuset: a new cgroup has empty cpus/mems and refuses tasks until they are set."""
+    parent = os.path.dirname(path)
+    for f in ("cpuset.cpus", "cpuset.mems"):
+        mine = f"{path}/{f}"
+        try:
+            if not _read(mine).strip():
+                _write(mine, _read(f"{parent}/{f}").strip() or "\n")
+        except FileNotFoundError:
+            pass
+
+
+WANTED = ("cpuset", "cpu", "io", "memory", "pids")
+
+
+def _enable_controllers(path: str) -> None:
+    """v2: hand the controllers this cgroup has down to its children."""
+    try:
+        have = _read(f"{path}/cgroup.controllers").split()
+    except FileNotFoundError:
+        return
+    want = [f"+{c}" for c in WANTED if c in have]
+    if want:
+        _write(f"{path}/cgroup.subtree_control", " ".join(want))
+
+
+class V2Manager(_FsManager):
+    layout = "v2"
+
+    def _hierarchies(self) -> list[Hierarchy]:
+        try:
+            ctrls = frozenset(_read(f"{self.root}/cgroup.controllers").split())
+        except FileNotFoundError:
+            ctrls = frozenset()
+        return [Hierarchy(self.root, True, ctrls)]
+
+
+class V1Manager(_FsManager):
+    layout = "v1"
+
+    def _hierarchies(self) -> list[Hierarchy]:
+        return v1_hierarchies(self.root)
+
+
+class HybridManager(_FsManager):
+    layout = "hybrid"
+
+    def _hierarchies(self) -> list[Hierarchy]:
+        unified = f"{self.root}/unified"
+        try:
+            ctrls = frozenset(_read(f"{unified}/cgroup.controllers").split())
+        except FileNotFoundError:
+            ctrls = frozenset()
+        # Controllers bound to v1 cannot also be in the unified tree; any that are
+        # there (none on this kind of host) are used from v1.
+        v1 = v1_hierarchies(self.root)
+        taken = set().union(*(h.controllers for h in v1)) if v1 else set()
+        return [*v1, Hierarchy(unified, True, ctrls - taken)]
