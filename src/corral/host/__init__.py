@@ -94,13 +94,22 @@ class Host:
         return sorted(n for n in entries
                       if not n.startswith(".") and os.path.exists(self.paths.config_file(n)))
 
+    def require_exists(self, name: str) -> None:
+        validate_name(name)
+        if not self.exists(name):
+            raise self._not_found(name)
+
+    @staticmethod
+    def _not_found(name: str) -> NotFoundError:
+        return NotFoundError(f"no container named '{name}'",
+                             hint="See 'corral list' for the containers on this host.")
+
     def load_config(self, name: str) -> ContainerConfig:
         validate_name(name)
         try:
             data = store.read_toml(self.paths.config_file(name))
         except FileNotFoundError:
-            raise NotFoundError(f"no container named '{name}'",
-                                hint="See 'corral list' for the containers on this host.") from None
+            raise self._not_found(name) from None
         return ContainerConfig.from_dict(data)
 
     def save_config(self, cfg: ContainerConfig, *, durable: bool = True) -> None:

@@ -57,6 +57,18 @@ def run(host: Host, *, fix: bool) -> list[str]:
                 report(f"half-made {kind} directory {parent}/{entry}",
                        shutil.rmtree, f"{parent}/{entry}")
 
+    try:
+        entries = os.listdir(host.paths.containers)
+    except FileNotFoundError:
+        entries = []
+    for entry in entries:
+        path = host.paths.container_dir(entry)
+        if entry.startswith(".") or os.path.exists(host.paths.config_file(entry)):
+            continue
+        if not store.is_locked(host.paths.lock_file(entry)):  # not being created right now
+            report(f"directory {path} of no container (a crashed create or destroy)",
+                   shutil.rmtree, path)
+
     names = set(host.names())
     for name in sorted(names):
         state = host.load_state(name)

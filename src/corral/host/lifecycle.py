@@ -33,36 +33,50 @@ def _rmtree(path: str) -> None:
 
 # -- create / destroy -------------------------------------------------------------------
 
-def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> ContainerConfig:
+def _prepare(host: Host, cfg: ContainerConfig, *, template_defaults: bool = True) -> None:
+    """Validate what ``cfg`` refers to and fill in the template's defaults; touches nothing."""
     from corral.host import templates
 
     if cfg.template is not None:
-        meta = templates.require(host, cfg.template)
-        if cfg.init == ["/sbin/init"] and meta.get("init"):
-            cfg.init = [str(meta["init"])]
-        if cfg.stop_signal == "SIGTERM" and meta.get("stop_signal"):
-            cfg.stop_signal = str(meta["stop_signal"])
+        templates.require_present(host, cfg.template)
+        if template_defaults:
+            meta = templates.require(host, cfg.template)
+            if cfg.init == ["/sbin/init"] and meta.get("init"):
+                cfg.init = [str(meta["init"])]
+            if cfg.stop_signal == "SIGTERM" and meta.get("stop_signal"):
+                cfg.stop_signal = str(meta["stop_signal"])
     elif cfg.rootfs is not None and not os.path.isdir(cfg.rootfs):
         raise ValidationError(f"rootfs {cfg.rootfs} is not a directory")
     if not cfg.created:
         cfg.created = time.time()
     host.ensure_dirs()
+
+
+def _make_dirs(host: Host, name: str) -> None:
+    """The container's directory, without its config (held under its lock).
+
+    The config file, written atomically and last, is what makes a directory
+    a container: a crash before it leaves a directory that ``doctor``
+    removes, never half a container.
+    """
+    if host.exists(name):
+        raise ConflictError(f"container '{name}' already exists",
+                            hint="Choose another name, or destroy the old one first.")
+    final = host.paths.container_dir(name)
+    if os.path.lexists(final):  # a leftover of a crash: nothing in it is wanted
+        _rmtree(final)
+    os.mkdir(final, 0o700)
+    for sub in ("upper", "work", "rootfs"):
+        os.mkdir(f"{final}/{sub}", 0o755)
+
+
+def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> ContainerConfig:
+    _prepare(host, cfg)
     with host.lock(cfg.name):
-        if host.exists(cfg.name):
-            raise ConflictError(f"container '{cfg.name}' already exists",
-                                hint="Choose another name, or destroy the old one first.")
-        final = host.paths.container_dir(cfg.name)
-        if os.path.lexists(final):  # a leftover of a crashed destroy: nothing in it is wanted
-            _rmtree(final)
-        # Built under a temporary name and renamed: a crash leaves no half container.
-        tmp = f"{host.paths.containers}/.create-{cfg.name}-{os.getpid()}"
         with Reverter() as undo:
-            os.mkdir(tmp, 0o700)
-            undo.add(_rmtree, tmp)
-            for sub in ("upper", "work", "rootfs"):
-                os.mkdir(f"{tmp}/{sub}", 0o755)
-            store.write_toml(f"{tmp}/config.toml", cfg.to_dict(), durable=durable)
-            os.rename(tmp, final)
+            _make_dirs(host, cfg.name)
+            undo.add(_rmtree, host.paths.container_dir(cfg.name))
+            host.save_config(cfg, durable=durable)
             undo.success()
     return cfg
 
@@ -78,11 +92,10 @@ def destroy(host: Host, name: str, *, force: bool = False) -> None:
         if current != STOPPED:
             _stop_locked(host, name, state, timeout=0)
         _teardown(host, name, state)
-        # Rename first: the name is free at once and a crash leaves only a hidden
-        # directory that the next create or doctor removes.
-        doomed = f"{host.paths.containers}/.destroy-{name}-{os.getpid()}"
-        os.rename(host.paths.container_dir(name), doomed)
-        _rmtree(doomed)
+        # The config goes first: from then on this is no container, and a crash
+        # leaves a directory that the next create or doctor removes.
+        os.unlink(host.paths.config_file(name))
+        _rmtree(host.paths.container_dir(name))
         try:
             os.unlink(host.paths.console_log(name))
         except FileNotFoundError:
@@ -103,7 +116,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name),
-                            lower=(templates.rootfs_of(host, str(cfg.template)),),
+                            lower=(templates.require_present(host, str(cfg.template)),),
                             upper=p.upper(cfg.name), work=p.work(cfg.name))
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
@@ -129,8 +142,13 @@ def _guest_files(cfg: ContainerConfig) -> dict[str, tuple[bytes, int]]:
 
 
 def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
-            argv: list[str] | None = None, durable: bool = True) -> RuntimeState:
-    """Cgroup, namespaces, root, exec; the container's lock is held by the caller."""
+            argv: list[str] | None = None, durable: bool = True,
+            meanwhile: Any = None) -> RuntimeState:
+    """Cgroup, namespaces, root, exec; the container's lock is held by the caller.
+
+    ``meanwhile`` runs while the kernel moves the new processes into their
+    cgroups (see ``spawn.spawn``).
+    """
     from corral.linux import proc
     from corral.runtime import spawn
 
@@ -143,7 +161,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         undo.add(cg.destroy)
         spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg)
         console = _foreground_console() if foreground else None
-        child = spawn.spawn(spec, console)
+        child = spawn.spawn(spec, console, meanwhile)
         undo.add(child.abort)
         state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
                              started=time.time(), cgroup=cg.group)
@@ -231,10 +249,10 @@ def _kill_cgroup(cg: Any, wait: float = 10.0) -> None:
 
 
 def _teardown(host: Host, name: str, state: RuntimeState) -> None:
-    """Remove what a stopped container leaves: cgroups, state file.  Idempotent."""
+    """Remove what a stopped container leaves: processes, cgroups, state file.  Idempotent."""
     cg = host.cgroup(name)
     if cg.exists():
-        cg.destroy()
+        cg.destroy()  # kills what is left first
     host.clear_state(name)
 
 
@@ -244,21 +262,32 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     from corral.linux import ns
 
     cfg.ephemeral = remove
-    create(host, cfg, durable=not remove)
-    try:
-        # The init is our grandchild; as a subreaper we can wait for it.
-        ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
-        with host.lock(cfg.name):
-            state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove)
-        assert state.pid is not None
-        code = _wait_foreground(state.pid)
-        with host.lock(cfg.name):
-            _kill_cgroup(host.cgroup(cfg.name))
+    _prepare(host, cfg, template_defaults=False)
+    # The init is our grandchild; as a subreaper we can wait for it.
+    ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
+    with host.lock(cfg.name) as lock:
+        _make_dirs(host, cfg.name)
+        try:
+            # An ephemeral container's records need not survive a power cut.
+            state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,
+                            meanwhile=lambda: host.save_config(cfg, durable=not remove))
+        except BaseException:
+            if remove or not host.exists(cfg.name):
+                _rmtree(host.paths.container_dir(cfg.name))
+                lock.unlink()
+            raise
+    assert state.pid is not None
+    code = _wait_foreground(state.pid)
+    if remove:
+        with host.lock(cfg.name) as lock:
             _teardown(host, cfg.name, state)
-        return code
-    finally:
-        if remove:
-            destroy(host, cfg.name, force=True)
+            os.unlink(host.paths.config_file(cfg.name))
+            _rmtree(host.paths.container_dir(cfg.name))
+            lock.unlink()
+    else:
+        with host.lock(cfg.name):
+            _teardown(host, cfg.name, state)
+    return code
 
 
 def _wait_foreground(pid: int) -> int:
@@ -289,7 +318,7 @@ def _wait_foreground(pid: int) -> int:
 def exec_in(host: Host, name: str, spec: ExecSpec) -> int:
     from corral.runtime import exec as rexec
 
-    host.load_config(name)
+    host.require_exists(name)  # no config parse on this latency-critical path
     state = host.load_state(name)
     host.status(name, state).require("exec", name)
     assert state.pid is not None

@@ -124,9 +124,12 @@ def remove(host: Host, name: str) -> None:
         shutil.rmtree(host.paths.template_dir(name))
 
 
-def rootfs_of(host: Host, name: str) -> str:
-    _meta(host, name)
-    return host.paths.template_rootfs(name)
+def require_present(host: Host, name: str) -> str:
+    """The template's root tree, checked with one stat (no metadata parse)."""
+    rootfs = host.paths.template_rootfs(name)
+    if not os.path.isdir(rootfs):
+        _meta(host, name)  # raises the NotFoundError with its hint
+    return rootfs
 
 
 def require(host: Host, name: str) -> dict[str, Any]:

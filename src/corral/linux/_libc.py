@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 from typing import Any
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -16,7 +15,7 @@ _SYSCALLS = {
     "aarch64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442},
     "riscv64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442},
 }
-SYSCALL_NR = _SYSCALLS.get(platform.machine(), _SYSCALLS["aarch64"])
+SYSCALL_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["aarch64"])
 
 
 def call(name: str, fn: Any, *args: Any, path: str | None = None) -> int:

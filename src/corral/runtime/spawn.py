@@ -29,6 +29,10 @@ from corral.errors import KernelError
 from corral.linux import ns
 from corral.runtime.spec import DEFAULT_PATH, InitSpec
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _LEN = struct.Struct("<I")
 
 
@@ -110,8 +114,14 @@ def _raise_report(name: str, msg: object) -> None:
     raise KernelError(f"cannot start container '{name}': unexpected message {msg!r}")
 
 
-def spawn(spec: InitSpec, console: str | None = None) -> Spawned:
-    """#1–#3: create the init in new namespaces; it waits for ``Spawned.release``."""
+def spawn(spec: InitSpec, console: str | None = None,
+          meanwhile: Callable[[], object] | None = None) -> Spawned:
+    """#1–#3: create the init in new namespaces; it waits for ``Spawned.release``.
+
+    ``meanwhile`` runs in the caller while the children work: joining v1
+    cgroups alone makes the kernel wait for an RCU grace period (~10 ms
+    here), time the caller can spend writing its records.
+    """
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     log_fd = -1
@@ -130,6 +140,8 @@ def spawn(spec: InitSpec, console: str | None = None) -> Spawned:
     init_pid = 0
     ready = False
     try:
+        if meanwhile is not None:
+            meanwhile()
         # "pid" (#3, from the intermediate) and "ready" (#2, from the init)
         # share the pipe and may arrive in either order.
         while not (init_pid and ready):
@@ -144,7 +156,7 @@ def spawn(spec: InitSpec, console: str | None = None) -> Spawned:
                 _raise_report(spec.name, msg)
     except BaseException:
         os.close(report_r)
-        os.close(go_w)
+        os.close(go_w)  # an init still waiting for "go" exits on EOF
         if init_pid:
             try:
                 os.kill(init_pid, signal.SIGKILL)
