@@ -39,6 +39,10 @@ extra=""
 [ "$with_tests" = 1 ] && extra="[test]"
 echo "==> installing corral into $venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "$here$extra"
+# A launcher without pip's wrapper overhead (see scripts/corral-launcher).
+sed "s|@PYTHON@|$venv/bin/python|" "$here/scripts/corral-launcher" > "$venv/bin/corral.new"
+chmod 755 "$venv/bin/corral.new"
+mv "$venv/bin/corral.new" "$venv/bin/corral"
 ln -sf "$venv/bin/corral" /usr/local/bin/corral
 ln -sf "$venv/bin/corrald" /usr/local/bin/corrald 2>/dev/null || true
 echo "==> corral $("$venv/bin/corral" --version) installed (/usr/local/bin/corral)"

@@ -82,6 +82,33 @@ def read_toml(path: str) -> dict[str, Any]:
                               hint="Fix the file by hand or restore it from a backup.") from exc
 
 
+def remove_tree(path: str) -> None:
+    """``rm -rf path``: never follows symlinks; missing is fine.
+
+    Written with os.scandir rather than shutil.rmtree because shutil's import
+    (bz2, lzma, fnmatch …) costs more than removing a small container's tree.
+    """
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        os.unlink(path)
+        return
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            remove_tree(e.path)
+        else:
+            try:
+                os.unlink(e.path)
+            except FileNotFoundError:
+                pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
 class locked:  # noqa: N801 - used like a function: `with locked(path, what):`
     """Hold an exclusive flock on ``path``; BusyError after ``timeout`` seconds."""
 

@@ -207,7 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv == ["--version"]:  # the fast path: no argparse, no service layer
         sys.stdout.write(f"corral {__version__}\n")
         return 0
-    args = _fast_parse(argv) or _parser().parse_args(argv)
+    fast = _fast_parse(argv)
+    if fast is not None:
+        # run/exec will move processes into cgroups: let the kernel get ready
+        # while Python loads the rest (see cgroups.prime_attach).
+        from corral.host import prepare_for_start
+
+        prepare_for_start()
+    args = fast or _parser().parse_args(argv)
     from corral.errors import CorralError
 
     try:
@@ -228,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"corral: error: {exc}\n  hint: rerun with --debug for details\n")
         return 1
+    finally:
+        if fast is not None:
+            from corral.host import finish
+
+            finish()
 
 
 def _host(args: Any) -> Any:

@@ -25,10 +25,7 @@ if TYPE_CHECKING:
     from corral.runtime.spec import ExecSpec
 
 
-def _rmtree(path: str) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+_rmtree = store.remove_tree
 
 
 # -- create / destroy -------------------------------------------------------------------

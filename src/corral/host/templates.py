@@ -7,13 +7,8 @@ like a template (``doctor`` removes the temporary directory).
 
 from __future__ import annotations
 
-import importlib
 import os
-import platform
-import shutil
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from corral import store
 from corral.errors import InvalidStateError, NotFoundError
@@ -21,11 +16,19 @@ from corral.model import validate_name
 from corral.revert import Reverter
 from corral.templates import BUILDERS
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.host import Host
 
 
 def build(host: Host, kind: str, name: str, *, force: bool = False) -> dict[str, Any]:
+    import importlib
+    import platform
+    import shutil
+    from pathlib import Path
+
     if kind not in BUILDERS:
         raise NotFoundError(f"unknown template kind '{kind}'",
                             hint=f"Built-in kinds: {', '.join(sorted(BUILDERS))}.")
@@ -115,6 +118,8 @@ def list_all(host: Host) -> list[dict[str, Any]]:
 
 
 def remove(host: Host, name: str) -> None:
+    import shutil
+
     _meta(host, name)
     with host.lock(f".template-{name}"):
         users = _users(host, name)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 libc = ctypes.CDLL(None, use_errno=True)
 

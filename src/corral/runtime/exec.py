@@ -12,11 +12,14 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from typing import Any
 
 from corral.errors import ExecError, InvalidStateError
 from corral.linux import ns, proc
 from corral.runtime.spec import DEFAULT_PATH, ExecSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 JOIN = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC | ns.CLONE_NEWNET | ns.CLONE_NEWCGROUP
 
@@ -65,7 +68,13 @@ def run(init_pid: int, init_start: int | None, cgroup_procs: list[str], spec: Ex
 
 def _child(pidfd: int, procs: list[int], err_w: int, slave: int, master: int,
            spec: ExecSpec) -> None:
+    # Everything this child needs must be imported before setns: afterwards
+    # the container's root is its root, and Python's library is not there.
     from corral.linux import caps
+
+    if spec.tty:
+        import fcntl
+        import termios
 
     step = "joining the container"
     try:
@@ -77,9 +86,6 @@ def _child(pidfd: int, procs: list[int], err_w: int, slave: int, master: int,
         if spec.tty:
             os.close(master)
             os.setsid()
-            import fcntl
-            import termios
-
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             for fd in (0, 1, 2):
                 os.dup2(slave, fd)
@@ -108,17 +114,35 @@ def _child(pidfd: int, procs: list[int], err_w: int, slave: int, master: int,
             env["USER"] = env["LOGNAME"] = "root"
         env.update(spec.env)
         step = spec.argv[0]
-        os.execvpe(spec.argv[0], list(spec.argv), env)
+        _execvpe(spec.argv, env)
     except BaseException as exc:
         code = 127 if isinstance(exc, FileNotFoundError) and step == spec.argv[0] else 126
         if isinstance(exc, OSError) and exc.errno == errno.ENOENT and step == spec.argv[0]:
             text = f"{spec.argv[0]}: command not found in the container"
+        elif isinstance(exc, OSError) and exc.strerror:
+            text = f"{step}: {exc.strerror.lower()}"
         else:
             text = f"{step}: {exc}"
         try:
             os.write(err_w, f"{code} {text}".encode())
         finally:
             os._exit(code)
+
+
+def _execvpe(argv: tuple[str, ...], env: dict[str, str]) -> None:
+    """execvpe(3) by the container's PATH (os.execvpe imports modules lazily,
+    which cannot be found once we are inside the container)."""
+    if "/" in argv[0]:
+        os.execve(argv[0], list(argv), env)
+    last: OSError = FileNotFoundError(errno.ENOENT, "not found", argv[0])
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        try:
+            os.execve(f"{d or '.'}/{argv[0]}", list(argv), env)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+        except PermissionError as exc:  # remember, but a later directory may have it
+            last = exc
+    raise last
 
 
 def _resolve_user(user: str | None) -> tuple[int, int, str, list[int]]:
