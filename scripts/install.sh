@@ -40,7 +40,9 @@ extra=""
 echo "==> installing corral into $venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "$here$extra"
 # A launcher without pip's wrapper overhead (see scripts/corral-launcher).
-sed "s|@PYTHON@|$venv/bin/python|" "$here/scripts/corral-launcher" > "$venv/bin/corral.new"
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+sed -e "s|@PYTHON@|$venv/bin/python|" -e "s|@SITE@|$site|" "$here/scripts/corral-launcher" \
+    > "$venv/bin/corral.new"
 chmod 755 "$venv/bin/corral.new"
 mv "$venv/bin/corral.new" "$venv/bin/corral"
 ln -sf "$venv/bin/corral" /usr/local/bin/corral
