@@ -38,7 +38,9 @@ class CgroupCaps:
 class CgroupStats:
     """Usage read from the kernel's files (never estimated)."""
 
-    FIELDS = ("pids", "memory_bytes", "cpu_usage_ns")
+    FIELDS = ("pids", "pids_limit", "memory_bytes", "memory_limit_bytes", "swap_bytes",
+              "swap_limit_bytes", "cpu_usage_ns", "io_read_bytes", "io_write_bytes",
+              "oom_kills", "memory_failcnt", "pids_failcnt")
     __slots__ = FIELDS
 
     def __init__(self, **kw: Any) -> None:
@@ -94,9 +96,17 @@ class CgroupManager:
     def stats(self) -> CgroupStats:
         raise NotImplementedError
 
+    def apply(self, limits: dict[str, Any]) -> None:
+        """Write ``limits`` (see ``resources``) to the outer cgroup; live, idempotent."""
+        raise NotImplementedError
+
     def exists(self) -> bool:
         raise NotImplementedError
 
     def destroy(self) -> None:
         """Kill what is left, then remove the cgroups bottom-up; idempotent."""
+        raise NotImplementedError
+
+    def remove_top(self) -> None:
+        """Remove the state root's shared top cgroup if no container uses it."""
         raise NotImplementedError

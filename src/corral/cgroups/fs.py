@@ -25,6 +25,10 @@ import time
 
 from corral.cgroups.base import CgroupCaps, CgroupManager, CgroupStats
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 INNER = "payload"
 _WAIT = 5.0  # seconds to wait for the kernel to empty or freeze a cgroup
 
@@ -129,6 +133,17 @@ class _FsManager(CgroupManager):
     # -- life cycle ------------------------------------------------------------------
 
     def create(self) -> None:
+        for attempt in range(3):
+            try:
+                self._create()
+                return
+            except FileNotFoundError:
+                # The shared top directory went away under us: the last container
+                # of this state root was destroyed at the same moment.  Again.
+                if attempt == 2:
+                    raise
+
+    def _create(self) -> None:
         top = self.group.split("/")[0]
         for h in self.hierarchies:
             for rel in (top, self.group, f"{self.group}/{INNER}"):
@@ -141,6 +156,15 @@ class _FsManager(CgroupManager):
                     _inherit_cpuset(path)
                 if h.v2 and rel != f"{self.group}/{INNER}":
                     _enable_controllers(path)
+
+    def remove_top(self) -> None:
+        """Remove the state root's top directory where no container is left in it."""
+        top = self.group.split("/")[0]
+        for h in self.hierarchies:
+            try:
+                os.rmdir(f"{h.path}/{top}")
+            except OSError:
+                pass  # other containers (ENOTEMPTY/EBUSY) or already gone
 
     def procs_files(self) -> list[str]:
         return [f"{self.inner(h)}/cgroup.procs" for h in self.hierarchies]
@@ -222,19 +246,151 @@ class _FsManager(CgroupManager):
         except FileNotFoundError:
             return False
 
-    def stats(self) -> CgroupStats:
-        return CgroupStats(pids=len(self.pids()), memory_bytes=self._memory(),
-                           cpu_usage_ns=self._cpu_ns())
+    # -- limits ----------------------------------------------------------------------
 
-    def _memory(self) -> int:
-        h = self._controller("memory")
+    def apply(self, limits: dict[str, Any]) -> None:
+        from corral.cgroups import resources
+
+        mem = self._controller("memory")
+        if mem is not None and mem.v2 or (mem is None and self.v2 is not None
+                                             and not any(not h.v2 for h in self.hierarchies)):
+            writes = resources.v2_writes(limits)
+        else:
+            has_memsw = mem is not None and os.path.exists(
+                f"{mem.path}/memory.memsw.limit_in_bytes")
+            writes = resources.v1_writes(limits, has_memsw=has_memsw)
+        for ctrl, fname, value in writes:
+            h = self._controller(ctrl)
+            if h is None:
+                from corral.errors import UnsupportedError
+
+                raise UnsupportedError(f"the {ctrl} cgroup controller is not available",
+                                       hint=f"Enable the {ctrl} controller on this host.")
+            if fname == "cpuset.cpus" and not h.v2:
+                self._set_v1_cpuset(h, value)
+            else:
+                _write(f"{self.outer(h)}/{fname}", value)
+
+    def _set_v1_cpuset(self, h: Hierarchy, cpus: str) -> None:
+        """v1 cpusets are not inherited: the inner cgroup, where the processes are,
+        needs the set too, and a child's set must stay within its parent's, so
+        shrinking goes inner-first and growing outer-first."""
+        outer, inner = f"{self.outer(h)}/cpuset.cpus", f"{self.inner(h)}/cpuset.cpus"
+        # Widen the outer set to everything its parent allows first, so that
+        # any new inner set fits under it, then narrow it to the new set.
+        _write(outer, _read(f"{os.path.dirname(self.outer(h))}/cpuset.cpus").strip())
+        _write(inner, cpus)
+        _write(outer, cpus)
+
+    # -- accounting ------------------------------------------------------------------
+
+    def _file(self, ctrl: str, v2_name: str, v1_name: str) -> str | None:
+        h = self._controller(ctrl)
+        if h is None:
+            return None
+        return f"{self.outer(h)}/{v2_name if h.v2 else v1_name}"
+
+    def _int(self, ctrl: str, v2_name: str, v1_name: str, unlimited_at: int = 1 << 60) -> int:
+        """An integer file; "max" and v1's huge "unlimited" numbers read as -1."""
+        path = self._file(ctrl, v2_name, v1_name)
+        if path is None:
+            return 0
+        try:
+            raw = _read(path).strip()
+        except (FileNotFoundError, OSError):
+            return 0
+        if raw == "max":
+            return -1
+        try:
+            value = int(raw)
+        except ValueError:
+            return 0
+        return -1 if value >= unlimited_at else value
+
+    def _events(self, ctrl: str, v2_name: str, v1_name: str) -> dict[str, str]:
+        path = self._file(ctrl, v2_name, v1_name)
+        try:
+            return _keyed(path) if path else {}
+        except OSError:
+            return {}
+
+    def _event_total(self, ctrl: str, v2_name: str, v1_name: str, key: str) -> int:
+        """An event counter for the whole container.  v2 files count the subtree
+        already; v1 counts where the event happened (the OOM victim's cgroup,
+        the forking cgroup), so add up every cgroup of the container."""
+        h = self._controller(ctrl)
         if h is None:
             return 0
-        name = "memory.current" if h.v2 else "memory.usage_in_bytes"
+        if h.v2:
+            return int(self._events(ctrl, v2_name, v1_name).get(key, 0))
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.outer(h)):
+            if v1_name in files:
+                try:
+                    total += int(_keyed(f"{dirpath}/{v1_name}").get(key, 0))
+                except (OSError, ValueError):
+                    pass
+        return total
+
+    def stats(self) -> CgroupStats:
+        mem = self._controller("memory")
+        memory = self._int("memory", "memory.current", "memory.usage_in_bytes")
+        if mem is not None and mem.v2:
+            swap = self._int("memory", "memory.swap.current", "")
+            swap_limit = self._int("memory", "memory.swap.max", "")
+            events = self._events("memory", "memory.events", "")
+            oom_kills, mem_fail = int(events.get("oom_kill", 0)), int(events.get("max", 0))
+        else:
+            memsw = self._int("memory", "", "memory.memsw.usage_in_bytes")
+            swap = max(0, memsw - memory) if memsw > 0 else 0
+            memsw_limit = self._int("memory", "", "memory.memsw.limit_in_bytes")
+            mem_limit = self._int("memory", "", "memory.limit_in_bytes")
+            swap_limit = -1 if -1 in (memsw_limit, mem_limit) else memsw_limit - mem_limit
+            oom_kills = self._event_total("memory", "", "memory.oom_control", "oom_kill")
+            # the memory+swap limit is the one hit first when swap is limited too
+            mem_fail = max(0, self._int("memory", "", "memory.failcnt")) + max(
+                0, self._int("memory", "", "memory.memsw.failcnt"))
+        read, written = self._io_bytes()
+        return CgroupStats(
+            pids=len(self.pids()),
+            pids_limit=self._int("pids", "pids.max", "pids.max"),
+            memory_bytes=memory,
+            memory_limit_bytes=self._int("memory", "memory.max", "memory.limit_in_bytes"),
+            swap_bytes=swap,
+            swap_limit_bytes=swap_limit,
+            cpu_usage_ns=self._cpu_ns(),
+            io_read_bytes=read,
+            io_write_bytes=written,
+            oom_kills=oom_kills,
+            memory_failcnt=mem_fail,
+            pids_failcnt=self._event_total("pids", "pids.events", "pids.events", "max"),
+        )
+
+    def _io_bytes(self) -> tuple[int, int]:
+        h = self._controller("io") or self._controller("blkio")
+        if h is None:
+            return 0, 0
+        read = written = 0
         try:
-            return int(_read(f"{self.outer(h)}/{name}"))
-        except (FileNotFoundError, ValueError):
-            return 0
+            if h.v2:
+                for line in _read(f"{self.outer(h)}/io.stat").splitlines():
+                    for field in line.split()[1:]:
+                        k, _, v = field.partition("=")
+                        if k == "rbytes":
+                            read += int(v)
+                        elif k == "wbytes":
+                            written += int(v)
+            else:
+                for line in _read(f"{self.outer(h)}/blkio.throttle.io_service_bytes_recursive"
+                                  ).splitlines():
+                    parts = line.split()
+                    if len(parts) == 3 and parts[1] == "Read":
+                        read += int(parts[2])
+                    elif len(parts) == 3 and parts[1] == "Write":
+                        written += int(parts[2])
+        except (OSError, ValueError):
+            pass
+        return read, written
 
     def _cpu_ns(self) -> int:
         h = self._controller("cpu")

@@ -37,11 +37,23 @@ def cmd_template(host: Any, args: Any) -> int:
     return 0
 
 
+def _raw_limits(args: Any) -> dict[str, Any]:
+    from corral.cgroups.resources import LIMITS
+
+    return {k: getattr(args, k) for k in LIMITS if getattr(args, k, None) is not None}
+
+
+def _limits(args: Any) -> dict[str, Any]:
+    from corral.host.resources import parse_limits
+
+    return parse_limits(_raw_limits(args))
+
+
 def cmd_create(host: Any, args: Any) -> int:
     from corral.model import ContainerConfig
 
     kw: dict[str, Any] = {"name": args.name, "template": args.template, "rootfs": args.rootfs,
-                          "hostname": args.hostname}
+                          "hostname": args.hostname, "limits": _limits(args)}
     if args.init:
         import shlex
 
@@ -186,11 +198,30 @@ def cmd_list(host: Any, args: Any) -> int:
 def cmd_info(host: Any, args: Any) -> int:
     i = host.info(args.name)
     if args.json:
+        i["usage"] = host.stats(args.name)
         render.emit_json(i)
-    else:
-        i = dict(i)
-        i["memory_bytes"] = render.human_size(i["memory_bytes"])
-        print(render.keyvalue(i))
+        return 0
+    i = dict(i)
+    limits = i.pop("limits")
+    i["memory_bytes"] = render.human_size(i["memory_bytes"])
+    print(render.keyvalue(i))
+    s = host.stats(args.name)
+    h = render.human_size
+    lim = (lambda v: "max" if v in (-1, None) else h(v))
+    rows = [
+        ("cpu", f"{s['cpu_seconds']:.2f} s", "max" if limits.get("cpus", -1) == -1
+         else f"{limits['cpus']} CPUs"),
+        ("memory", h(s["memory_bytes"]), lim(limits.get("memory"))),
+        ("swap", h(s["swap_bytes"]), lim(limits.get("swap"))),
+        ("processes", s["pids"], "max" if limits.get("pids", -1) == -1 else limits["pids"]),
+        ("disk", h(s["disk_bytes"]), lim(limits.get("disk"))),
+    ]
+    for key in ("cpu_weight", "cpuset", "io_weight", "io_read_bps", "io_write_bps",
+                "io_read_iops", "io_write_iops"):
+        if key in limits:
+            rows.append((key.replace("_", " "), "-", _show_limit(key, limits[key])))
+    print()
+    print(render.table(("RESOURCE", "USAGE", "LIMIT"), rows))
     return 0
 
 
@@ -213,8 +244,113 @@ def cmd_run(host: Any, args: Any) -> int:
 
     name = args.name or f"run-{os.urandom(4).hex()}"
     cfg = ContainerConfig(name=name, template=args.template, rootfs=args.rootfs,
-                          hostname=args.hostname, init=list(args.argv), env=_env(args.env))
+                          hostname=args.hostname, init=list(args.argv), env=_env(args.env),
+                          limits=_limits(args) if hasattr(args, "memory") else {})
     return int(host.run(cfg, remove=args.rm))
+
+
+def cmd_set(host: Any, args: Any) -> int:
+    raw = _raw_limits(args)
+    if not raw:
+        from corral.errors import ValidationError
+
+        raise ValidationError("nothing to set", hint="Give a limit, e.g. --memory 512M.")
+    limits = host.set_limits(args.name, raw)
+    print(f"container '{args.name}': " + ", ".join(
+        f"{k}={_show_limit(k, v)}" for k, v in sorted(limits.items())))
+    return 0
+
+
+def _show_limit(key: str, value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{d}={_show_limit(key, v)}" for d, v in value.items()) or "-"
+    if value == -1:
+        return "max"
+    if key in ("memory", "swap", "disk") or key.endswith("_bps"):
+        return render.human_size(value)
+    return str(value)
+
+
+_STATS_COLUMNS = ("NAME", "STATE", "CPU s", "MEMORY", "MEM LIMIT", "SWAP", "PIDS", "DISK",
+                  "IO R/W", "NET RX/TX", "OOM", "FAILCNT")
+
+
+def _stats_row(s: dict[str, Any]) -> tuple[Any, ...]:
+    h = render.human_size
+    lim = (lambda v: "max" if v == -1 else h(v))
+    return (s["name"], s["state"], f"{s['cpu_seconds']:.2f}", h(s["memory_bytes"]),
+            lim(s["memory_limit_bytes"]), h(s["swap_bytes"]),
+            f"{s['pids']}/{'max' if s['pids_limit'] == -1 else s['pids_limit']}",
+            h(s["disk_bytes"]), f"{h(s['io_read_bytes'])}/{h(s['io_write_bytes'])}",
+            f"{h(s['net_rx_bytes'])}/{h(s['net_tx_bytes'])}", s["oom_kills"],
+            f"mem {s['failcnt']['memory']} pids {s['failcnt']['pids']}")
+
+
+def cmd_stats(host: Any, args: Any) -> int:
+    from corral.errors import ValidationError
+
+    if args.all == bool(args.name):
+        raise ValidationError("give a container name or --all")
+    names = host.names() if args.all else [args.name]
+    items = [host.stats(n) for n in names]
+    if args.json:
+        render.emit_json(items if args.all else items[0])
+    else:
+        print(render.table(_STATS_COLUMNS, [_stats_row(s) for s in items]))
+    return 0
+
+
+def cmd_top(host: Any, args: Any) -> int:
+    """A refreshing table sorted by CPU use over the last interval; q or Ctrl-C quits."""
+    import select
+    import time
+
+    interactive = sys.stdin.isatty() and not args.once
+    saved = None
+    if interactive:
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(0)
+        tty.setcbreak(0)
+    before: dict[str, tuple[float, float]] = {}
+    try:
+        while True:
+            rows = []
+            for name in host.names():
+                s = host.stats(name)
+                now = time.monotonic()
+                prev = before.get(name)
+                pct = 0.0
+                if prev is not None and now > prev[1]:
+                    pct = 100 * (s["cpu_seconds"] - prev[0]) / (now - prev[1])
+                before[name] = (s["cpu_seconds"], now)
+                rows.append((pct, s))
+            rows.sort(key=lambda r: (-r[0], r[1]["name"]))
+            table = render.table(
+                ("NAME", "STATE", "CPU%", "MEMORY", "MEM LIMIT", "PIDS", "NET RX/TX"),
+                [(s["name"], s["state"], f"{pct:5.1f}", render.human_size(s["memory_bytes"]),
+                  "max" if s["memory_limit_bytes"] == -1
+                  else render.human_size(s["memory_limit_bytes"]), s["pids"],
+                  f"{render.human_size(s['net_rx_bytes'])}/"
+                  f"{render.human_size(s['net_tx_bytes'])}") for pct, s in rows])
+            if interactive:
+                sys.stdout.write("\x1b[H\x1b[2J" + f"corral top — {len(rows)} containers, "
+                                 "q to quit\n\n" + table + "\n")
+                sys.stdout.flush()
+                ready, _, _ = select.select([0], [], [], args.interval)
+                if ready and os.read(0, 16).strip().lower().startswith(b"q"):
+                    return 0
+            else:
+                print(table)
+                return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
 def cmd_doctor(host: Any, args: Any) -> int:

@@ -54,6 +54,20 @@ def _parser() -> Any:
     c.add_argument("--hostname")
     c.add_argument("--init", help="the init command (default: the template's)")
     c.add_argument("--start", action="store_true", help="start it once created")
+    _limit_args(c)
+
+    st = cmd("set", "change a container's limits, live if it runs (persisted)")
+    st.add_argument("name")
+    _limit_args(st)
+
+    sa = cmd("stats", "resource usage from the kernel")
+    sa.add_argument("name", nargs="?")
+    sa.add_argument("--all", action="store_true", help="every container of this host")
+    sa.add_argument("--json", action="store_true")
+
+    tp = cmd("top", "live table of all containers, sorted by CPU (q to quit)")
+    tp.add_argument("--interval", type=float, default=1.0, metavar="S")
+    tp.add_argument("--once", action="store_true", help="print one table and exit")
 
     for verb, help_ in (("start", "start containers"), ("stop", "stop containers"),
                         ("restart", "restart containers"), ("destroy", "destroy containers")):
@@ -92,11 +106,24 @@ def _parser() -> Any:
     r.add_argument("--hostname")
     _source_args(r)
     r.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
+    _limit_args(r)
     r.add_argument("argv", nargs="+", metavar="CMD")
 
     d = cmd("doctor", "find (and remove) leftovers of crashed operations")
     d.add_argument("--fix", action="store_true")
     return p
+
+
+def _limit_args(p: Any) -> None:
+    from corral.cgroups.resources import LIMITS
+
+    g = p.add_argument_group("resource limits (K/M/G/T sizes; max = unlimited)")
+    for name, (kind, help_) in LIMITS.items():
+        flag = "--" + name.replace("_", "-")
+        if kind == "io":
+            g.add_argument(flag, dest=name, action="append", metavar="DEV=N", help=help_)
+        else:
+            g.add_argument(flag, dest=name, metavar="N", help=help_)
 
 
 def _source_args(p: Any) -> None:

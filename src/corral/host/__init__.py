@@ -226,6 +226,17 @@ class Host:
 
         return lifecycle.list_all(self)
 
+    def set_limits(self, name: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``raw`` flag texts, apply them live if running, persist them."""
+        from corral.host import resources
+
+        return resources.set_limits(self, name, resources.parse_limits(raw))
+
+    def stats(self, name: str) -> dict[str, Any]:
+        from corral.host import resources
+
+        return resources.stats(self, name)
+
     def doctor(self, fix: bool = False) -> list[str]:
         from corral.host import doctor
 

@@ -89,6 +89,7 @@ def destroy(host: Host, name: str, *, force: bool = False) -> None:
         if current != STOPPED:
             _stop_locked(host, name, state, timeout=0)
         _teardown(host, name, state)
+        host.cgroup(name).remove_top()
         # The config goes first: from then on this is no container, and a crash
         # leaves a directory that the next create or doctor removes.
         os.unlink(host.paths.config_file(name))
@@ -156,6 +157,10 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         except OSError as exc:
             raise from_oserror(f"cannot create the cgroup of '{cfg.name}'", exc) from exc
         undo.add(cg.destroy)
+        if cfg.limits:
+            from corral.host import resources
+
+            resources.apply(host, cfg.name, cfg.limits)
         spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg)
         console = _foreground_console() if foreground else None
         child = spawn.spawn(spec, console, meanwhile)
@@ -278,6 +283,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     if remove:
         with host.lock(cfg.name) as lock:
             _teardown(host, cfg.name, state)
+            host.cgroup(cfg.name).remove_top()
             os.unlink(host.paths.config_file(cfg.name))
             _rmtree(host.paths.container_dir(cfg.name))
             lock.unlink()
@@ -345,6 +351,7 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "ephemeral": cfg.ephemeral,
         "init": cfg.init,
         "privileged": True,
+        "limits": cfg.limits,
     }
     if current != STOPPED:
         cg = host.cgroup(name)
