@@ -245,7 +245,7 @@ def cmd_run(host: Any, args: Any) -> int:
     name = args.name or f"run-{os.urandom(4).hex()}"
     cfg = ContainerConfig(name=name, template=args.template, rootfs=args.rootfs,
                           hostname=args.hostname, init=list(args.argv), env=_env(args.env),
-                          limits=_limits(args) if hasattr(args, "memory") else {})
+                          limits=_limits(args))
     return int(host.run(cfg, remove=args.rm))
 
 

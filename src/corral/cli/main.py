@@ -226,6 +226,10 @@ def _fast_parse(argv: list[str]) -> _Args | None:
         opts["name"] = positional[0]
     elif positional or (opts["template"] is None) == (opts["rootfs"] is None):
         return None
+    else:
+        from corral.cgroups.resources import LIMITS  # flags given → argparse; else unset
+
+        opts.update(dict.fromkeys(LIMITS))
     return _Args(command=command, argv=rest, **glob, **opts)
 
 
