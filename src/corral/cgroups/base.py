@@ -77,6 +77,10 @@ class CgroupManager:
         """Every process in the container (outer and all descendants)."""
         raise NotImplementedError
 
+    def init_pid(self) -> int | None:
+        """The container's init (PID 1 of its PID namespace), found in its cgroups."""
+        raise NotImplementedError
+
     def populated(self) -> bool:
         raise NotImplementedError
 

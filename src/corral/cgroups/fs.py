@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
+# _signal is signal without its IntEnum wrappers: the enum module alone costs
+# milliseconds on every exec, and plain numbers serve here.
+import _signal as signal
 import time
 
 from corral.cgroups.base import CgroupCaps, CgroupManager, CgroupStats
@@ -181,6 +183,20 @@ class _FsManager(CgroupManager):
                 except FileNotFoundError:  # removed while we walked
                     continue
         return out
+
+    def init_pid(self) -> int | None:
+        """The container's init: its process that is PID 1 in its own PID namespace."""
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("NSpid:"):
+                            if line.split()[-1] == "1":
+                                return pid
+                            break
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return None
 
     def populated(self) -> bool:
         if self.v2 is not None:

@@ -9,12 +9,12 @@ and each operation first cleans what an earlier crash may have left.
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # see runtime/exec.py: no enum on the hot path
 import time
 
 from corral import store
 from corral.errors import ConflictError, InvalidStateError, ValidationError, from_oserror
-from corral.model import STOPPED, ContainerConfig, RuntimeState
+from corral.model import FROZEN, STOPPED, ContainerConfig, RuntimeState
 from corral.revert import Reverter
 
 TYPE_CHECKING = False
@@ -151,19 +151,25 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
     from corral.runtime import spawn
 
     cg = host.cgroup(cfg.name)
-    with Reverter() as undo:
+    limits = cfg.limits
+
+    def make_cgroups() -> None:
+        # Runs in the intermediate process (see spawn.spawn): creating ~20
+        # cgroups costs the kernel milliseconds the caller spends on its records.
         try:
             cg.create()
         except OSError as exc:
-            raise from_oserror(f"cannot create the cgroup of '{cfg.name}'", exc) from exc
-        undo.add(cg.destroy)
-        if cfg.limits:
+            raise from_oserror(f"cannot create the cgroups of '{cfg.name}'", exc) from exc
+        if limits:
             from corral.host import resources
 
-            resources.apply(host, cfg.name, cfg.limits)
+            resources.apply(host, cfg.name, limits)
+
+    with Reverter() as undo:
+        undo.add(cg.destroy)
         spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg)
         console = _foreground_console() if foreground else None
-        child = spawn.spawn(spec, console, meanwhile)
+        child = spawn.spawn(spec, console, meanwhile, prepare=make_cgroups)
         undo.add(child.abort)
         state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
                              started=time.time(), cgroup=cg.group)
@@ -227,8 +233,10 @@ def _stop_locked(host: Host, name: str, state: RuntimeState, *, timeout: float) 
         pidfd = -1
     try:
         if pidfd >= 0 and timeout > 0:
-            sig = signal.Signals[cfg.stop_signal] if cfg.stop_signal in signal.Signals.__members__ \
-                else signal.SIGTERM
+            import signal as named
+
+            sig = named.Signals[cfg.stop_signal] if cfg.stop_signal in named.Signals.__members__ \
+                else named.SIGTERM
             from corral.linux import proc
             if proc.is_alive(state.pid, state.pid_start):
                 signal.pidfd_send_signal(pidfd, sig)
@@ -272,7 +280,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
         try:
             # An ephemeral container's records need not survive a power cut.
             state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,
-                            meanwhile=lambda: host.save_config(cfg, durable=not remove))
+                            meanwhile=lambda: _write_records_early(host, cfg, remove))
         except BaseException:
             if remove or not host.exists(cfg.name):
                 _rmtree(host.paths.container_dir(cfg.name))
@@ -292,6 +300,12 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
             _teardown(host, cfg.name, state)
     return code
 
+
+def _write_records_early(host: Host, cfg: ContainerConfig, remove: bool) -> None:
+    """The config, written while the kernel builds the container's cgroups; and the
+    JSON codec the state record needs next, loaded in the same idle moment."""
+    host.save_config(cfg, durable=not remove)
+    import json  # noqa: F401
 
 def _wait_foreground(pid: int) -> int:
     """Wait for the init, forwarding SIGINT/SIGTERM/SIGHUP to it; its status becomes ours."""
@@ -321,12 +335,18 @@ def _wait_foreground(pid: int) -> int:
 def exec_in(host: Host, name: str, spec: ExecSpec) -> int:
     from corral.runtime import exec as rexec
 
-    host.require_exists(name)  # no config parse on this latency-critical path
-    state = host.load_state(name)
-    host.status(name, state).require("exec", name)
-    assert state.pid is not None
+    # The latency-critical path: no config or state file is parsed.  The
+    # kernel says where the init is: the process of the container's cgroups
+    # that is PID 1 in its own PID namespace.
+    host.require_exists(name)
     cg = host.cgroup(name)
-    return rexec.run(state.pid, state.pid_start, [str(f) for f in cg.procs_files()], spec)
+    pid = cg.init_pid() if cg.exists() else None
+    if pid is None:
+        STOPPED.require("exec", name)
+    if cg.frozen():
+        FROZEN.require("exec", name)
+    assert pid is not None
+    return rexec.run(pid, lambda: cg.init_pid() == pid, cg.procs_files(), spec)
 
 
 # -- info / list ----------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
+# _signal is signal without its IntEnum wrappers: the enum module alone costs
+# milliseconds on every exec, and plain numbers serve here.
+import _signal as signal
 
 from corral.errors import ExecError, InvalidStateError
 from corral.linux import ns, proc
@@ -24,13 +26,15 @@ if TYPE_CHECKING:
 JOIN = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC | ns.CLONE_NEWNET | ns.CLONE_NEWCGROUP
 
 
-def run(init_pid: int, init_start: int | None, cgroup_procs: list[str], spec: ExecSpec) -> int:
+def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec) -> int:
+    """Run ``spec`` in the namespaces of ``init_pid``; ``still_init()`` re-checks, once
+    the pidfd pins the process, that the PID still is the container's init."""
     try:
         pidfd = os.pidfd_open(init_pid)
     except ProcessLookupError:
         pidfd = -1
     # Checked after taking the pidfd: from here on the pidfd pins this very process.
-    if pidfd < 0 or not proc.is_alive(init_pid, init_start):
+    if pidfd < 0 or not proc.is_alive(init_pid, None) or not still_init():
         raise InvalidStateError("the container's init is gone", hint="Start it again.")
     procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs]
     err_r, err_w = os.pipe2(os.O_CLOEXEC)

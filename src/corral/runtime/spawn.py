@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import marshal
 import os
-import signal
+# _signal is signal without its IntEnum wrappers: the enum module alone costs
+# milliseconds on every exec, and plain numbers serve here.
+import _signal as signal
 import struct
 
 from corral.errors import KernelError
@@ -62,7 +64,9 @@ def _read_exact(fd: int, n: int) -> bytes | None:
 
 def _fail(report_w: int, where: str, exc: BaseException) -> None:
     try:
-        send(report_w, ("error", f"{where}: {exc}", getattr(exc, "errno", None)))
+        text = f"{where}: {exc}" if where else str(exc)
+        send(report_w, ("error", text, getattr(exc, "errno", None),
+                        getattr(exc, "hint", None)))
     finally:
         os._exit(127)
 
@@ -110,17 +114,21 @@ class Spawned:
 
 def _raise_report(name: str, msg: object) -> None:
     if isinstance(msg, tuple) and msg and msg[0] == "error":
-        raise KernelError(f"cannot start container '{name}': {msg[1]}", errno=msg[2])
+        raise KernelError(f"cannot start container '{name}': {msg[1]}", errno=msg[2],
+                          hint=msg[3] if len(msg) > 3 else None)
     raise KernelError(f"cannot start container '{name}': unexpected message {msg!r}")
 
 
 def spawn(spec: InitSpec, console: str | None = None,
-          meanwhile: Callable[[], object] | None = None) -> Spawned:
+          meanwhile: Callable[[], object] | None = None,
+          prepare: Callable[[], object] | None = None) -> Spawned:
     """#1–#3: create the init in new namespaces; it waits for ``Spawned.release``.
 
-    ``meanwhile`` runs in the caller while the children work: joining v1
-    cgroups alone makes the kernel wait for an RCU grace period (~10 ms
-    here), time the caller can spend writing its records.
+    ``prepare`` runs first in the intermediate process (#0: creating the
+    container's cgroups), and ``meanwhile`` in the caller at the same time:
+    making and joining cgroups costs the kernel milliseconds that the caller
+    spends writing its records.  An error in ``prepare`` is reported like any
+    other failure of the children.
     """
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -132,7 +140,7 @@ def spawn(spec: InitSpec, console: str | None = None,
     if pid == 0:  # intermediate
         os.close(report_r)
         os.close(go_w)
-        _intermediate(spec, console, report_w, go_r, log_fd)
+        _intermediate(spec, console, report_w, go_r, log_fd, prepare)
     os.close(report_w)
     os.close(go_r)
     if log_fd >= 0:
@@ -169,7 +177,12 @@ def spawn(spec: InitSpec, console: str | None = None,
 
 
 def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
-                  log_fd: int) -> None:
+                  log_fd: int, prepare: Callable[[], object] | None) -> None:
+    try:
+        if prepare is not None:  # #0
+            prepare()
+    except BaseException as exc:
+        _fail(report_w, "", exc)
     try:
         # #1: join the cgroups first, so the cgroup namespace's root is the
         # container's own cgroup and every later process is accounted.
