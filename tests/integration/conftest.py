@@ -120,6 +120,13 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                        capture_output=True)
     leftovers = subprocess.run([CORRAL, "--root", str(root), "doctor"], capture_output=True,
                                text=True)
+    # A root's networks outlive its containers by design; removing the root removes them.
+    if (root / "network").is_dir():
+        nets = json.loads(subprocess.run([CORRAL, "--root", str(root), "network", "list",
+                                          "--json"], capture_output=True, text=True).stdout)
+        for net in nets:
+            subprocess.run([CORRAL, "--root", str(root), "network", "delete", net["name"]],
+                           capture_output=True)
     after = host_snapshot()
     # The root's top cgroup directory is shared by its containers and stays
     # while the root exists; anything beneath it is a leak.

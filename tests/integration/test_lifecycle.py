@@ -29,7 +29,7 @@ def test_create_start_shows_its_own_server(corral: Corral) -> None:
     assert root_line and root_line[0].split()[2] == "overlay"
     assert os.readlink(f"/proc/{info['pid']}/ns/net") != os.readlink("/proc/self/ns/net")
     assert os.readlink(f"/proc/{info['pid']}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
-    assert corral("exec", "web1", "--", "sh", "-c", "ls /sys/class/net").split() == ["lo"]
+    assert corral("exec", "web1", "--", "sh", "-c", "ls /sys/class/net").split() == ["eth0", "lo"]
     # it is in its cgroup, and the cgroup namespace shows that cgroup as "/"
     assert corral("exec", "web1", "--", "cat", "/proc/self/cgroup").count(":/\n") >= 1
 

@@ -49,11 +49,19 @@ def _limits(args: Any) -> dict[str, Any]:
     return parse_limits(_raw_limits(args))
 
 
+def _network(args: Any) -> dict[str, Any]:
+    from corral.network import plan
+
+    return plan(args.net, args.ip, args.network, args.publish, args.isolated,
+                args.nameserver, args.searchdomain)
+
+
 def cmd_create(host: Any, args: Any) -> int:
     from corral.model import ContainerConfig
 
     kw: dict[str, Any] = {"name": args.name, "template": args.template, "rootfs": args.rootfs,
-                          "hostname": args.hostname, "limits": _limits(args)}
+                          "hostname": args.hostname, "limits": _limits(args),
+                          "network": _network(args)}
     if args.init:
         import shlex
 
@@ -245,7 +253,7 @@ def cmd_run(host: Any, args: Any) -> int:
     name = args.name or f"run-{os.urandom(4).hex()}"
     cfg = ContainerConfig(name=name, template=args.template, rootfs=args.rootfs,
                           hostname=args.hostname, init=list(args.argv), env=_env(args.env),
-                          limits=_limits(args))
+                          limits=_limits(args), network=_network(args))
     return int(host.run(cfg, remove=args.rm))
 
 
@@ -351,6 +359,27 @@ def cmd_top(host: Any, args: Any) -> int:
             import termios
 
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+def cmd_network(host: Any, args: Any) -> int:
+    if args.ncommand == "create":
+        n = host.network_create(args.name)
+        print(f"network '{n['name']}': bridge {n['bridge']}, {n['subnet']}, {n['subnet6']}")
+    elif args.ncommand == "list":
+        items = host.network_list()
+        if args.json:
+            render.emit_json(items)
+        else:
+            print(render.table(("NAME", "BRIDGE", "SUBNET", "GATEWAY", "IPV6", "CONTAINERS"),
+                               [(n["name"], n["bridge"], n["subnet"], n["gateway"], n["subnet6"],
+                                 len(n["containers"])) for n in items]))
+    elif args.ncommand == "info":
+        n = host.network_info(args.name)
+        render.emit_json(n) if args.json else print(render.keyvalue(n))
+    elif args.ncommand == "delete":
+        host.network_delete(args.name)
+        print(f"network '{args.name}' deleted")
+    return 0
 
 
 def cmd_doctor(host: Any, args: Any) -> int:

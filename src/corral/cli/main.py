@@ -55,6 +55,7 @@ def _parser() -> Any:
     c.add_argument("--init", help="the init command (default: the template's)")
     c.add_argument("--start", action="store_true", help="start it once created")
     _limit_args(c)
+    _net_args(c)
 
     st = cmd("set", "change a container's limits, live if it runs (persisted)")
     st.add_argument("name")
@@ -107,7 +108,21 @@ def _parser() -> Any:
     _source_args(r)
     r.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
     _limit_args(r)
+    _net_args(r)
     r.add_argument("argv", nargs="+", metavar="CMD")
+
+    nw = cmd("network", "create, list, inspect and delete networks")
+    nsub = nw.add_subparsers(dest="ncommand", metavar="ACTION")
+    nsub.required = True
+    nc = nsub.add_parser("create", help="create a network (bridge, subnet, NAT)")
+    nc.add_argument("name")
+    nl = nsub.add_parser("list", help="list networks")
+    nl.add_argument("--json", action="store_true")
+    ni = nsub.add_parser("info", help="show a network")
+    ni.add_argument("name")
+    ni.add_argument("--json", action="store_true")
+    nd = nsub.add_parser("delete", help="delete an unused network")
+    nd.add_argument("name")
 
     d = cmd("doctor", "find (and remove) leftovers of crashed operations")
     d.add_argument("--fix", action="store_true")
@@ -124,6 +139,22 @@ def _limit_args(p: Any) -> None:
             g.add_argument(flag, dest=name, action="append", metavar="DEV=N", help=help_)
         else:
             g.add_argument(flag, dest=name, metavar="N", help=help_)
+
+
+def _net_args(p: Any) -> None:
+    g = p.add_argument_group("network")
+    g.add_argument("--net", choices=("bridge", "none"),
+                   help="bridge: own address on the host's bridge with NAT (default); "
+                   "none: loopback only")
+    g.add_argument("--ip", metavar="ADDR", help="IPv4 address on the first network (auto)")
+    g.add_argument("--network", action="append", metavar="NAME",
+                   help="network to attach to (repeatable; default: default)")
+    g.add_argument("--publish", "-p", action="append", metavar="HOSTPORT:PORT[/PROTO]",
+                   help="forward a host port to the container (repeatable)")
+    g.add_argument("--isolated", action="store_true",
+                   help="reach the gateway and the outside, not other containers")
+    g.add_argument("--nameserver", action="append", metavar="ADDR")
+    g.add_argument("--searchdomain", action="append", metavar="DOMAIN")
 
 
 def _source_args(p: Any) -> None:
@@ -161,12 +192,14 @@ _FAST = {
     "run": {"--rm": ("rm", False, False), "--name": ("name", True, False),
             "--hostname": ("hostname", True, False), "-T": ("template", True, False),
             "--template": ("template", True, False), "--rootfs": ("rootfs", True, False),
-            "-e": ("env", True, True), "--env": ("env", True, True)},
+            "-e": ("env", True, True), "--env": ("env", True, True),
+            "--net": ("net", True, False)},
 }
 _FAST_DEFAULTS = {
     "exec": {"tty": False, "user": None, "env": [], "cwd": None},
     "run": {"rm": False, "name": None, "hostname": None, "template": None, "rootfs": None,
-            "env": []},
+            "env": [], "net": None, "ip": None, "network": None, "publish": None,
+            "isolated": False, "nameserver": None, "searchdomain": None},
 }
 
 
@@ -224,7 +257,8 @@ def _fast_parse(argv: list[str]) -> _Args | None:
         if len(positional) != 1:
             return None
         opts["name"] = positional[0]
-    elif positional or (opts["template"] is None) == (opts["rootfs"] is None):
+    elif positional or (opts["template"] is None) == (opts["rootfs"] is None) or \
+            opts["net"] not in (None, "bridge", "none"):
         return None
     else:
         from corral.cgroups.resources import LIMITS  # flags given → argparse; else unset

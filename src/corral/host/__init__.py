@@ -82,6 +82,13 @@ class Host:
                   self.paths.locks, self.paths.console):
             os.makedirs(d, mode=0o700, exist_ok=True)
 
+    @property
+    def net(self) -> Any:
+        """This root's network context (records under <root>/network)."""
+        from corral.network import NetContext
+
+        return NetContext(f"{self.root}/network", self.id, self.is_default_root)
+
     # -- cgroups ---------------------------------------------------------------------
 
     def cgroup(self, name: str) -> Any:
@@ -236,6 +243,30 @@ class Host:
         from corral.host import resources
 
         return resources.stats(self, name)
+
+    def network_list(self) -> list[dict[str, Any]]:
+        from corral import network
+
+        return network.list_networks(self.net)
+
+    def network_create(self, name: str) -> dict[str, Any]:
+        from corral import network
+        from corral.model import validate_name
+
+        validate_name(name, "network")
+        return network.ensure_network(self.net, name)
+
+    def network_info(self, name: str) -> dict[str, Any]:
+        for n in self.network_list():
+            if n["name"] == name:
+                return n
+        raise NotFoundError(f"no network named '{name}'",
+                            hint="See 'corral network list'.")
+
+    def network_delete(self, name: str) -> None:
+        from corral import network
+
+        network.delete_network(self.net, name)
 
     def doctor(self, fix: bool = False) -> list[str]:
         from corral.host import doctor

@@ -74,7 +74,7 @@ def run(host: Host, *, fix: bool) -> list[str]:
         state = host.load_state(name)
         if state.pid is None:
             continue
-        if host.status(name, state) is STOPPED:
+        if host.status(name, state) == STOPPED:
             report(f"container '{name}': state of a dead init (pid {state.pid})",
                    _cleanup_stopped, host, name)
 
@@ -87,7 +87,7 @@ def run(host: Host, *, fix: bool) -> list[str]:
     for name in groups:
         if name not in names:
             report(f"cgroup {host.cgroup_top}/{name} of no container", host.cgroup(name).destroy)
-        elif host.status(name) is STOPPED and not host.load_state(name).pid:
+        elif host.status(name) == STOPPED and not host.load_state(name).pid:
             report(f"cgroup {host.cgroup_top}/{name} of stopped container '{name}'",
                    host.cgroup(name).destroy)
 
@@ -100,6 +100,13 @@ def run(host: Host, *, fix: bool) -> list[str]:
         path = f"{host.paths.locks}/{lock}"
         if not lock.startswith(".") and name not in names and not store.is_locked(path):
             report(f"stale lock {path}", os.unlink, path)
+
+    if os.path.isdir(host.net.state_dir):
+        from corral import network
+
+        running = {n for n in names if host.status(n) != STOPPED}
+        for what, undo in network.doctor(host.net, names, running, fix):
+            report(what, undo)
 
     prefix = host.root.rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
@@ -117,5 +124,5 @@ def _cleanup_stopped(host: Host, name: str) -> None:
 
     with store.locked(host.paths.lock_file(name), f"container '{name}'", timeout=0.5):
         state = host.load_state(name)
-        if host.status(name, state) is STOPPED:
+        if host.status(name, state) == STOPPED:
             _teardown(host, name, state)

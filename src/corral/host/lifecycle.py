@@ -67,12 +67,31 @@ def _make_dirs(host: Host, name: str) -> None:
         os.mkdir(f"{final}/{sub}", 0o755)
 
 
+class _lock_removed_on_failure:  # noqa: N801
+    """A failed create leaves no lock file behind for a container that does not exist."""
+
+    def __init__(self, host: Host, name: str, lock: Any) -> None:
+        self.host, self.name, self.lock = host, name, lock
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, *_: object) -> None:
+        if exc_type is not None and not self.host.exists(self.name):
+            self.lock.unlink()
+
+
 def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> ContainerConfig:
     _prepare(host, cfg)
-    with host.lock(cfg.name):
+    with host.lock(cfg.name) as lock, _lock_removed_on_failure(host, cfg.name, lock):
         with Reverter() as undo:
             _make_dirs(host, cfg.name)
             undo.add(_rmtree, host.paths.container_dir(cfg.name))
+            if cfg.network.get("mode", "none") != "none":
+                from corral import network
+
+                undo.add(network.release, host.net, cfg.name)
+                network.allocate(host.net, cfg.name, cfg.network)
             host.save_config(cfg, durable=durable)
             undo.success()
     return cfg
@@ -88,17 +107,26 @@ def destroy(host: Host, name: str, *, force: bool = False) -> None:
                                     hint=f"Stop it first, or use 'corral destroy --force {name}'.")
         if current != STOPPED:
             _stop_locked(host, name, state, timeout=0)
-        _teardown(host, name, state)
-        host.cgroup(name).remove_top()
-        # The config goes first: from then on this is no container, and a crash
-        # leaves a directory that the next create or doctor removes.
-        os.unlink(host.paths.config_file(name))
-        _rmtree(host.paths.container_dir(name))
-        try:
-            os.unlink(host.paths.console_log(name))
-        except FileNotFoundError:
-            pass
-        lock.unlink()
+        _remove(host, name, state, lock)
+
+
+def _remove(host: Host, name: str, state: RuntimeState, lock: Any) -> None:
+    """Everything of a stopped container, gone; its lock is held by the caller."""
+    _teardown(host, name, state)
+    host.cgroup(name).remove_top()
+    if os.path.isdir(host.net.state_dir):
+        from corral import network
+
+        network.release(host.net, name)
+    # The config goes first: from then on this is no container, and a crash
+    # leaves a directory that the next create or doctor removes.
+    os.unlink(host.paths.config_file(name))
+    _rmtree(host.paths.container_dir(name))
+    try:
+        os.unlink(host.paths.console_log(name))
+    except FileNotFoundError:
+        pass
+    lock.unlink()
 
 
 # -- start ----------------------------------------------------------------------------------
@@ -175,7 +203,16 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
                              started=time.time(), cgroup=cg.group)
         host.save_state(cfg.name, state, durable=durable)
         undo.add(host.clear_state, cfg.name)
-        child.release(_guest_files(cfg))
+        files = _guest_files(cfg)
+        if cfg.network.get("mode", "none") != "none":
+            from corral import network
+
+            undo.add(lambda: network.detach(host.net, cfg.name, state.net))
+            state.net = network.attach(host.net, cfg.name, child.pid, cfg.network)
+            host.save_state(cfg.name, state, durable=durable)
+            for path, content in network.guest_files(state.net, cfg.effective_hostname).items():
+                files[path] = (content, 0o644)
+        child.release(files)
         undo.success()
     return state
 
@@ -263,6 +300,10 @@ def _teardown(host: Host, name: str, state: RuntimeState) -> None:
     cg = host.cgroup(name)
     if cg.exists():
         cg.destroy()  # kills what is left first
+    if state.net:
+        from corral import network
+
+        network.detach(host.net, name, state.net)
     host.clear_state(name)
 
 
@@ -290,11 +331,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     code = _wait_foreground(state.pid)
     if remove:
         with host.lock(cfg.name) as lock:
-            _teardown(host, cfg.name, state)
-            host.cgroup(cfg.name).remove_top()
-            os.unlink(host.paths.config_file(cfg.name))
-            _rmtree(host.paths.container_dir(cfg.name))
-            lock.unlink()
+            _remove(host, cfg.name, state, lock)
     else:
         with host.lock(cfg.name):
             _teardown(host, cfg.name, state)
@@ -373,6 +410,16 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "privileged": True,
         "limits": cfg.limits,
     }
+    addresses = [i["ip"] for i in state.net.get("interfaces", [])] + \
+        [i["ip6"] for i in state.net.get("interfaces", [])] if current != STOPPED else []
+    if not addresses and cfg.network.get("mode", "none") != "none" and \
+            os.path.isdir(host.net.state_dir):
+        from corral import network
+
+        addresses = [a for _n, a in network.leased(host.net, name)]
+    out["addresses"] = addresses
+    out["ip"] = next((a for a in addresses if ":" not in a), None)
+    out["network"] = cfg.network.get("mode", "none")
     if current != STOPPED:
         cg = host.cgroup(name)
         out["cgroup"] = cg.group

@@ -1,0 +1,413 @@
+"""Container networking: a bridge per network with NAT, a veth per container,
+persistent addresses, port forwards and DNS files.
+
+The service layer calls, in this order over a container's life:
+``plan`` (validate its options) → ``allocate`` (create: lease addresses) →
+``attach`` (start: wire the init's network namespace; returns the NetState
+kept in state.json) → ``detach`` (stop: works from that NetState alone) →
+``release`` (destroy: free the leases).  ``doctor`` finds what a crash left.
+
+Names are derived so two state roots never collide: the default root's
+first network is bridge ``corral0`` and nft table ``inet corral``; another
+root's are ``cr<id>0`` and ``inet corral_<id>``.  pyroute2 is imported only
+inside the functions that touch the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import zlib
+
+from corral import store
+from corral.errors import NotFoundError, ValidationError
+from corral.network import ipam, nft
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT = "default"
+MODES = ("bridge", "none")
+_GLOBAL_LOCK = "/run/corral-network.lock"  # subnet choice is machine-wide
+
+
+class NetContext:
+    """Where a state root keeps its network records, and how its names are made."""
+
+    __slots__ = ("state_dir", "host_id", "default_root")
+
+    def __init__(self, state_dir: str, host_id: str, default_root: bool) -> None:
+        self.state_dir = state_dir
+        self.host_id = host_id
+        self.default_root = default_root
+
+    @property
+    def table(self) -> str:
+        return "corral" if self.default_root else f"corral_{self.host_id}"
+
+    def record(self, network: str) -> str:
+        return f"{self.state_dir}/{network}.json"
+
+    def seed(self, network: str) -> int:
+        return zlib.crc32(f"{self.host_id}/{network}".encode())
+
+
+def bridge_name(ctx: NetContext, network: str) -> str:
+    if network == DEFAULT:
+        return "corral0" if ctx.default_root else f"cr{ctx.host_id}0"
+    return f"cr{ctx.seed(network) & 0xFFFFFFF:07x}"[:15]
+
+
+def host_veth(ctx: NetContext, container: str, network: str) -> str:
+    return f"vc{zlib.crc32(f'{ctx.host_id}/{container}/{network}'.encode()):08x}"
+
+
+def mac_for(ctx: NetContext, container: str, network: str) -> str:
+    """Stable, locally administered, unicast."""
+    h = zlib.crc32(f"mac/{ctx.host_id}/{container}/{network}".encode())
+    tail = [(h >> s) & 0xFF for s in (24, 16, 8, 0)]
+    return "02:" + ":".join(f"{b:02x}" for b in [len(container) & 0xFF, *tail])
+
+
+# -- options ------------------------------------------------------------------------------
+
+def parse_publish(text: str) -> dict[str, Any]:
+    """'8080:80', '8080:80/udp' → {"host_port": 8080, "port": 80, "proto": "tcp"}."""
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    host, sep, port = spec.partition(":")
+    if proto not in ("tcp", "udp") or not sep or not host.isdigit() or not port.isdigit() \
+            or not (0 < int(host) < 65536 and 0 < int(port) < 65536):
+        raise ValidationError(f"invalid --publish '{text}'",
+                              hint="Use HOSTPORT:PORT[/tcp|udp], e.g. 8080:80.")
+    return {"host_port": int(host), "port": int(port), "proto": proto}
+
+
+def plan(mode: str | None, ip: str | None, networks: list[str] | None,
+         publish: list[str] | None, isolated: bool, nameservers: list[str] | None,
+         searchdomains: list[str] | None) -> dict[str, Any]:
+    """A container's network options, validated, as stored in its config."""
+    mode = mode or "bridge"
+    if mode not in MODES:
+        raise ValidationError(f"invalid --net '{mode}'", hint=f"Use one of: {', '.join(MODES)}.")
+    if mode == "none":
+        if ip not in (None, "auto") or publish or networks:
+            raise ValidationError("--net none takes no address, network or published port")
+        return {"mode": "none"}
+    if ip not in (None, "auto"):
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise ValidationError(f"invalid --ip '{ip}'", hint="Give an IPv4 address or auto.") \
+                from None
+    for ns_ in nameservers or []:
+        try:
+            ipaddress.ip_address(ns_)
+        except ValueError:
+            raise ValidationError(f"invalid --nameserver '{ns_}'") from None
+    from corral.model import validate_name
+
+    nets = networks or [DEFAULT]
+    for n in nets:
+        validate_name(n, "network")
+    return {
+        "mode": mode,
+        "networks": nets,
+        "ip": ip or "auto",
+        "publish": [parse_publish(p) for p in publish or []],
+        "isolated": isolated,
+        "nameservers": nameservers or [],
+        "searchdomains": searchdomains or [],
+    }
+
+
+# -- networks -----------------------------------------------------------------------------
+
+def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
+    """The network's record, creating its subnet, bridge and rules when missing."""
+    from corral.network import netlink
+
+    os.makedirs(ctx.state_dir, mode=0o700, exist_ok=True)
+    leases = ipam.Leases(ctx.record(network))
+    with leases.lock:
+        rec = leases.load()
+        if not rec:
+            with store.locked(_GLOBAL_LOCK, "the machine's network allocation"):
+                taken = [ipaddress.ip_network(n, strict=False) for n in netlink.host_networks()
+                         if ":" not in n]
+                taken += _recorded_subnets(ctx)
+                subnet = ipam.pick_subnet(ctx.seed(network), taken)
+                prefix6 = ipam.ula_prefix(ctx.seed(network))
+                rec = {"name": network, "bridge": bridge_name(ctx, network),
+                       "subnet": str(subnet), "gateway": ipam.gateway(subnet),
+                       "subnet6": str(prefix6), "gateway6": ipam.gateway(prefix6),
+                       "leases": {}, "forwards": {}}
+                _bring_up(rec)
+                leases.save(rec)
+        else:
+            _bring_up(rec)
+    _apply_rules(ctx)
+    return rec
+
+
+def _bring_up(rec: dict[str, Any]) -> None:
+    from corral.network import netlink
+
+    plen = rec["subnet"].split("/")[1]
+    netlink.ensure_bridge(rec["bridge"], [f"{rec['gateway']}/{plen}",
+                                          f"{rec['gateway6']}/64"])
+    _sysctl("net/ipv4/ip_forward", "1")
+    # Port forwards from the host's loopback reach containers only if the bridge
+    # accepts 127.0.0.0/8 sources (they are masqueraded on the way out).
+    _sysctl(f"net/ipv4/conf/{rec['bridge']}/route_localnet", "1")
+
+
+def _sysctl(key: str, value: str) -> None:
+    path = f"/proc/sys/{key}"
+    with open(path) as f:
+        if f.read().strip() == value:
+            return
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _records(ctx: NetContext) -> list[dict[str, Any]]:
+    try:
+        names = sorted(f for f in os.listdir(ctx.state_dir) if f.endswith(".json"))
+    except FileNotFoundError:
+        return []
+    return [r for r in (ipam.Leases(f"{ctx.state_dir}/{n}").load() for n in names) if r]
+
+
+def _recorded_subnets(ctx: NetContext) -> list[ipaddress.IPv4Network]:
+    return [ipaddress.ip_network(r["subnet"]) for r in _records(ctx)]
+
+
+def _apply_rules(ctx: NetContext) -> None:
+    records = _records(ctx)
+    forwards = []
+    isolated = []
+    for r in records:
+        for fws in r.get("forwards", {}).values():
+            forwards.extend(dict(fw, subnet=r["subnet"]) for fw in fws)
+        isolated.extend(r.get("isolated", {}).values())
+    nft.apply(ctx.table, [{"bridge": r["bridge"], "subnet": r["subnet"]} for r in records],
+              forwards, isolated)
+
+
+def list_networks(ctx: NetContext) -> list[dict[str, Any]]:
+    return [{"name": r["name"], "bridge": r["bridge"], "subnet": r["subnet"],
+             "gateway": r["gateway"], "subnet6": r["subnet6"],
+             "containers": sorted(r.get("leases", {}))} for r in _records(ctx)]
+
+
+def delete_network(ctx: NetContext, network: str) -> None:
+    from corral.errors import InvalidStateError
+    from corral.network import netlink
+
+    leases = ipam.Leases(ctx.record(network))
+    with leases.lock:
+        rec = leases.load()
+        if not rec:
+            raise NotFoundError(f"no network named '{network}'")
+        if rec.get("leases"):
+            raise InvalidStateError(
+                f"network '{network}' is used by {', '.join(sorted(rec['leases']))}",
+                hint="Destroy those containers first.")
+        netlink.delete_link(rec["bridge"])
+        os.unlink(ctx.record(network))
+    if _records(ctx):
+        _apply_rules(ctx)
+    else:
+        nft.delete(ctx.table)
+
+
+# -- containers ---------------------------------------------------------------------------
+
+def allocate(ctx: NetContext, container: str, spec: dict[str, Any]) -> dict[str, str]:
+    """Lease an address on each of the container's networks (persisted); network → address."""
+    if spec.get("mode", "none") == "none":
+        return {}
+    out = {}
+    for i, network in enumerate(spec["networks"]):
+        rec = ensure_network(ctx, network)
+        leases = ipam.Leases(ctx.record(network))
+        with leases.lock:
+            rec = leases.load()
+            mine = rec["leases"].get(container)
+            if mine is None:
+                used = set(rec["leases"].values())
+                wanted = spec["ip"] if i == 0 and spec["ip"] != "auto" else None
+                mine = ipam.allocate(ipaddress.ip_network(rec["subnet"]), used, wanted)
+                rec["leases"][container] = mine
+                leases.save(rec)
+        out[network] = mine
+    return out
+
+
+def release(ctx: NetContext, container: str) -> None:
+    for rec in _records(ctx):
+        if container in rec.get("leases", {}) or container in rec.get("forwards", {}):
+            leases = ipam.Leases(ctx.record(rec["name"]))
+            with leases.lock:
+                rec = leases.load()
+                rec["leases"].pop(container, None)
+                rec.get("forwards", {}).pop(container, None)
+                rec.get("isolated", {}).pop(container, None)
+                leases.save(rec)
+
+
+def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """Wire the network namespace of ``pid``; the NetState to keep for ``detach``."""
+    from corral.network import netlink
+
+    if spec.get("mode", "none") == "none":
+        return {}
+    addrs = allocate(ctx, container, spec)
+    state: dict[str, Any] = {"interfaces": [], "nameservers": spec.get("nameservers") or
+                             host_nameservers(), "searchdomains": spec.get("searchdomains", [])}
+    try:
+        for i, network in enumerate(spec["networks"]):
+            rec = ensure_network(ctx, network)
+            plen = rec["subnet"].split("/")[1]
+            v4 = addrs[network]
+            v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
+            host_if = host_veth(ctx, container, network)
+            netlink.delete_link(host_if)  # a leftover of a crash would block the name
+            netlink.attach_veth(host_if, rec["bridge"], pid, mac_for(ctx, container, network),
+                                [f"{v4}/{plen}", f"{v6}/64"],
+                                [rec["gateway"], rec["gateway6"]] if i == 0 else [])
+            state["interfaces"].append({"network": network, "host_if": host_if,
+                                        "ip": f"{v4}/{plen}", "ip6": f"{v6}/64",
+                                        "gateway": rec["gateway"], "bridge": rec["bridge"]})
+        if spec.get("publish") or spec.get("isolated"):
+            _set_rules_of(ctx, container, spec, addrs)
+    except BaseException:
+        detach(ctx, container, state)
+        raise
+    return state
+
+
+def _set_rules_of(ctx: NetContext, container: str, spec: dict[str, Any],
+                  addrs: dict[str, str]) -> None:
+    """Record the container's port forwards and isolation, then rewrite the rules."""
+    network = spec["networks"][0]
+    publish = spec.get("publish", [])
+    leases = ipam.Leases(ctx.record(network))
+    with leases.lock:
+        rec = leases.load()
+        if spec.get("isolated"):
+            rec.setdefault("isolated", {})[container] = host_veth(ctx, container, network)
+        for other, fws in rec.get("forwards", {}).items():
+            clash = {(f["proto"], f["host_port"]) for f in fws} & \
+                {(p["proto"], p["host_port"]) for p in publish}
+            if other != container and clash:
+                from corral.errors import ConflictError
+
+                proto, port = sorted(clash)[0]
+                raise ConflictError(f"host port {port}/{proto} is already published by "
+                                    f"'{other}'")
+        if publish:
+            rec.setdefault("forwards", {})[container] = [dict(p, addr=addrs[network])
+                                                         for p in publish]
+        leases.save(rec)
+    _apply_rules(ctx)
+
+
+def detach(ctx: NetContext, container: str, state: dict[str, Any]) -> None:
+    """Undo ``attach`` from its NetState alone; idempotent."""
+    from corral.network import netlink
+
+    for iface in state.get("interfaces", []):
+        netlink.delete_link(iface["host_if"])
+    changed = False
+    for rec in _records(ctx):
+        if container in rec.get("forwards", {}) or container in rec.get("isolated", {}):
+            leases = ipam.Leases(ctx.record(rec["name"]))
+            with leases.lock:
+                rec = leases.load()
+                rec.get("forwards", {}).pop(container, None)
+                rec.get("isolated", {}).pop(container, None)
+                leases.save(rec)
+            changed = True
+    if changed:
+        _apply_rules(ctx)
+
+
+def leased(ctx: NetContext, container: str) -> list[tuple[str, str]]:
+    """(network, "address/prefix") of the container's leases, without touching the kernel."""
+    out = []
+    for rec in _records(ctx):
+        addr = rec.get("leases", {}).get(container)
+        if addr:
+            out.append((rec["name"], f"{addr}/{rec['subnet'].split('/')[1]}"))
+    return out
+
+
+def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
+    """The host's resolvers, minus loopback stubs a container cannot reach."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    if not (parts[1].startswith("127.") or parts[1] == "::1"):
+                        out.append(parts[1])
+    except OSError:
+        pass
+    return out
+
+
+def guest_files(state: dict[str, Any], hostname: str) -> dict[str, bytes]:
+    """/etc/hosts and /etc/resolv.conf for the container."""
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    ifaces = state.get("interfaces", [])
+    short = hostname.split(".")[0]
+    names = hostname if short == hostname else f"{hostname} {short}"
+    if ifaces:
+        hosts.append(f"{ifaces[0]['ip'].split('/')[0]}\t{names}")
+        hosts.append(f"{ifaces[0]['ip6'].split('/')[0]}\t{names}")
+    else:
+        hosts.append(f"127.0.1.1\t{names}")
+    out = {"/etc/hosts": ("\n".join(hosts) + "\n").encode()}
+    if ifaces:
+        resolv = [f"nameserver {n}" for n in state.get("nameservers", [])]
+        if state.get("searchdomains"):
+            resolv.append("search " + " ".join(state["searchdomains"]))
+        out["/etc/resolv.conf"] = ("\n".join(resolv) + "\n").encode()
+    return out
+
+
+def doctor(ctx: NetContext, containers: set[str], running: set[str],
+           fix: bool) -> list[tuple[str, Any]]:
+    """Orphans: (description, undo) for veths, leases and forwards of no live container."""
+    from corral.network import netlink
+
+    found: list[tuple[str, Any]] = []
+    ours = {host_veth(ctx, c, rec["name"]): c for rec in _records(ctx)
+            for c in rec.get("leases", {})}
+    for name in netlink.links():
+        if name in ours and ours[name] not in running:
+            found.append((f"veth {name} of stopped container '{ours[name]}'",
+                          lambda n=name: netlink.delete_link(n)))
+    for rec in _records(ctx):
+        for c in sorted(set(rec.get("leases", {})) - containers):
+            found.append((f"address lease of no container: {c} on {rec['name']}",
+                          lambda c=c: release(ctx, c)))
+        for c in sorted((set(rec.get("forwards", {})) | set(rec.get("isolated", {})))
+                        - running):
+            found.append((f"firewall rules of stopped container '{c}'",
+                          lambda c=c, r=rec["name"]: _drop_forwards(ctx, c, r)))
+    return found
+
+
+def _drop_forwards(ctx: NetContext, container: str, network: str) -> None:
+    leases = ipam.Leases(ctx.record(network))
+    with leases.lock:
+        rec = leases.load()
+        rec.get("forwards", {}).pop(container, None)
+        rec.get("isolated", {}).pop(container, None)
+        leases.save(rec)
+    _apply_rules(ctx)

@@ -1,0 +1,168 @@
+"""Typed netlink helpers over pyroute2 (imported only when networking is used:
+pyroute2 takes ~100 ms to import).
+
+Idempotent where it matters (``ensure_*``); a missing link on removal is
+not an error.  Work inside a container's network namespace is done by
+entering it briefly (``in_netns``) and opening the netlink socket there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from corral.errors import KernelError
+from corral.linux import ns
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+
+def _ipr() -> Any:
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def _code(exc: Exception) -> int | None:
+    return getattr(exc, "code", None)
+
+
+def _fail(what: str, exc: Exception) -> KernelError:
+    code = _code(exc)
+    reason = os.strerror(code) if code else str(exc)
+    return KernelError(f"{what}: {reason}", errno=code)
+
+
+class in_netns:  # noqa: N801 - a context manager used like a function
+    """Enter the network namespace of ``pid`` for the duration of a with block."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.own = -1
+
+    def __enter__(self) -> in_netns:
+        self.own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(f"/proc/{self.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ns.setns(target, ns.CLONE_NEWNET)
+        finally:
+            os.close(target)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ns.setns(self.own, ns.CLONE_NEWNET)
+        os.close(self.own)
+
+
+def link_index(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def ensure_bridge(name: str, addresses: list[str]) -> None:
+    """A bridge named ``name``, up, holding ``addresses`` (CIDR strings)."""
+    with _ipr() as ipr:
+        idx = link_index(ipr, name)
+        if idx is None:
+            try:
+                ipr.link("add", ifname=name, kind="bridge")
+            except Exception as exc:
+                if _code(exc) != errno.EEXIST:
+                    raise _fail(f"cannot create bridge {name}", exc) from exc
+            idx = link_index(ipr, name)
+        have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx)}
+        for cidr in addresses:
+            if cidr in have:
+                continue
+            addr, _, plen = cidr.partition("/")
+            try:
+                ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+            except Exception as exc:
+                if _code(exc) != errno.EEXIST:
+                    raise _fail(f"cannot add {cidr} to {name}", exc) from exc
+        ipr.link("set", index=idx, state="up")
+
+
+def delete_link(name: str) -> bool:
+    """Remove a link (a veth takes its peer with it); False if it was not there."""
+    with _ipr() as ipr:
+        idx = link_index(ipr, name)
+        if idx is None:
+            return False
+        try:
+            ipr.link("del", index=idx)
+        except Exception as exc:
+            if _code(exc) != errno.ENODEV:
+                raise _fail(f"cannot remove {name}", exc) from exc
+        return True
+
+
+def links() -> list[str]:
+    with _ipr() as ipr:
+        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+
+
+def host_networks() -> list[str]:
+    """Every IPv4 network the host routes or holds an address in (for subnet choice)."""
+    out = []
+    with _ipr() as ipr:
+        for r in ipr.get_routes(family=2):
+            dst = r.get_attr("RTA_DST")
+            if dst:
+                out.append(f"{dst}/{r['dst_len']}")
+        for a in ipr.get_addr(family=2):
+            out.append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+    return out
+
+
+def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
+                addresses: list[str], gateways: list[str]) -> None:
+    """A veth pair: ``host_name`` on the host (on ``bridge`` if given), eth0 in the
+    network namespace of ``pid`` with ``addresses`` and default routes via ``gateways``."""
+    peer = f"{host_name}p"[:15]
+    with _ipr() as ipr:
+        try:
+            ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer, "address": mac})
+        except Exception as exc:
+            raise _fail(f"cannot create veth {host_name}", exc) from exc
+        try:
+            idx = link_index(ipr, host_name)
+            pidx = link_index(ipr, peer)
+            ipr.link("set", index=pidx, net_ns_pid=pid)
+            if bridge is not None:
+                ipr.link("set", index=idx, master=link_index(ipr, bridge))
+            ipr.link("set", index=idx, state="up")
+        except Exception as exc:
+            delete_link(host_name)
+            raise _fail(f"cannot wire veth {host_name}", exc) from exc
+    with in_netns(pid), _ipr() as inner:
+        try:
+            lo = link_index(inner, "lo")
+            inner.link("set", index=lo, state="up")
+            pidx = link_index(inner, peer)
+            inner.link("set", index=pidx, ifname="eth0")
+            for cidr in addresses:
+                addr, _, plen = cidr.partition("/")
+                kw = {"flags": 0x02} if ":" in addr else {}  # IFA_F_NODAD: usable at once
+                inner.addr("add", index=pidx, address=addr, prefixlen=int(plen), **kw)
+            inner.link("set", index=pidx, state="up")
+            for gw in gateways:
+                if ":" in gw:
+                    inner.route("add", dst="::/0", gateway=gw, family=10)
+                else:
+                    inner.route("add", dst="0.0.0.0/0", gateway=gw)
+        except Exception as exc:
+            raise _fail("cannot configure eth0 in the container", exc) from exc
+
+
+def add_host_route(dst: str, dev: str) -> None:
+    with _ipr() as ipr:
+        family = 10 if ":" in dst else 2
+        try:
+            ipr.route("add", dst=dst, oif=link_index(ipr, dev), family=family)
+        except Exception as exc:
+            if _code(exc) != errno.EEXIST:
+                raise _fail(f"cannot route {dst} to {dev}", exc) from exc

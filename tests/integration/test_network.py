@@ -1,0 +1,143 @@
+"""Networking between namespaces the tests create: never to any outside address."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from conftest import CORRAL, Corral
+
+
+def ip_of(corral: Corral, name: str) -> str:
+    return corral.info(name)["ip"].split("/")[0]
+
+
+def serve(corral: Corral, name: str, text: str, port: int = 80) -> None:
+    corral("exec", name, "--", "sh", "-c",
+           f"mkdir -p /www && echo {text} > /www/index.html && httpd -p {port} -h /www")
+
+
+def http(url: str) -> str:
+    return urllib.request.urlopen(url, timeout=3).read().decode().strip()
+
+
+def test_container_has_own_address_routes_and_dns_files(corral: Corral) -> None:
+    corral("create", "a", "--template", "tiny", "--nameserver", "192.0.2.53",
+           "--searchdomain", "example.test", "--start")
+    info = corral.info("a")
+    assert info["ip"].endswith("/24") and len(info["addresses"]) == 2
+    addr = ip_of(corral, "a")
+    assert f"inet {addr}/24" in corral("exec", "a", "--", "ip", "addr", "show", "eth0")
+    assert "default via" in corral("exec", "a", "--", "ip", "route")
+    assert corral("exec", "a", "--", "cat", "/etc/resolv.conf") == \
+        "nameserver 192.0.2.53\nsearch example.test\n"
+    assert f"{addr}\ta" in corral("exec", "a", "--", "cat", "/etc/hosts")
+    # the address is leased at create and stays the same across restarts
+    corral("restart", "a", "--timeout", "3")
+    assert ip_of(corral, "a") == addr
+
+
+def test_host_to_container_and_container_to_container(corral: Corral) -> None:
+    corral("create", "web", "--template", "tiny", "--start")
+    corral("create", "cli", "--template", "tiny", "--start")
+    serve(corral, "web", "hello")
+    web = ip_of(corral, "web")
+    assert http(f"http://{web}/") == "hello"  # TCP host → container
+    assert corral("exec", "cli", "--", "wget", "-qO-", f"http://{web}/").strip() == "hello"
+    out = corral("exec", "cli", "--", "ping", "-c", "1", "-W", "2", web)  # ICMP
+    assert "1 packets received" in out
+    web6 = [a for a in corral.info("web")["addresses"] if ":" in a][0].split("/")[0]
+    out = corral("exec", "cli", "--", "ping", "-6", "-c", "1", "-W", "2", web6)  # IPv6
+    assert "1 packets received" in out
+    # UDP: the container's resolver asks a DNS "server" of the test's on the gateway
+    gw = corral("exec", "web", "--", "ip", "route").split("default via ")[1].split()[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((gw, 53))
+        s.settimeout(5)
+        corral("exec", "web", "--", "sh", "-c",
+               f"nslookup probe-udp.test {gw} >/dev/null 2>&1 </dev/null &")
+        data, peer = s.recvfrom(512)
+    assert b"probe-udp" in data and peer[0] == web
+
+
+def test_port_forward_from_loopback_and_another_namespace(corral: Corral) -> None:
+    corral("create", "pf", "--template", "tiny", "--publish", "18081:80", "--start")
+    serve(corral, "pf", "forwarded")
+    assert http("http://127.0.0.1:18081/") == "forwarded"
+    # a separate test namespace (a sleeping process's), linked to the host by a veth pair
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "120"])
+    enter = ["nsenter", f"--net=/proc/{holder.pid}/ns/net"]
+    host_if, peer_if = f"crt{os.getpid() % 100000}h", f"crt{os.getpid() % 100000}p"
+    try:
+        time.sleep(0.1)
+        subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if],
+                       check=True)
+        subprocess.run(["ip", "link", "set", peer_if, "netns", str(holder.pid)], check=True)
+        subprocess.run(["ip", "addr", "add", "10.199.250.1/30", "dev", host_if], check=True)
+        subprocess.run(["ip", "link", "set", host_if, "up"], check=True)
+        for cmd in (["ip", "addr", "add", "10.199.250.2/30", "dev", peer_if],
+                    ["ip", "link", "set", peer_if, "up"], ["ip", "link", "set", "lo", "up"]):
+            subprocess.run([*enter, *cmd], check=True)
+        out = subprocess.run([*enter, sys_python(), "-c",
+                              "import urllib.request as u; print(u.urlopen("
+                              "'http://10.199.250.1:18081/', timeout=3).read().decode())"],
+                             capture_output=True, text=True, timeout=20)
+        assert out.stdout.strip() == "forwarded", out.stderr[-300:]
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        holder.kill()
+        holder.wait()
+    # unpublished when stopped
+    corral("stop", "pf", "--timeout", "2")
+    with pytest.raises(OSError):
+        http("http://127.0.0.1:18081/")
+
+
+def sys_python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def test_isolated_reaches_gateway_not_neighbours(corral: Corral) -> None:
+    corral("create", "open", "--template", "tiny", "--start")
+    corral("create", "iso", "--template", "tiny", "--isolated", "--start")
+    other = ip_of(corral, "open")
+    gw = corral("exec", "iso", "--", "ip", "route").split("default via ")[1].split()[0]
+    assert corral.run("exec", "iso", "--", "ping", "-c", "1", "-W", "1", gw,
+                      check=False).returncode == 0
+    assert corral.run("exec", "iso", "--", "ping", "-c", "1", "-W", "1", other,
+                      check=False).returncode != 0
+    assert corral.run("exec", "open", "--", "ping", "-c", "1", "-W", "1",
+                      ip_of(corral, "iso"), check=False).returncode != 0
+
+
+def test_addresses_explicit_refused_and_concurrent(corral: Corral) -> None:
+    corral("create", "first", "--template", "tiny")
+    first = ip_of(corral, "first")
+    subnet = first.rsplit(".", 1)[0]
+    corral("create", "fixed", "--template", "tiny", "--ip", f"{subnet}.200")
+    assert ip_of(corral, "fixed") == f"{subnet}.200"
+    p = corral.run("create", "dup", "--template", "tiny", "--ip", f"{subnet}.200", check=False)
+    assert p.returncode != 0 and "in use" in p.stderr
+    p = corral.run("create", "out", "--template", "tiny", "--ip", "192.0.2.77", check=False)
+    assert p.returncode != 0 and "outside" in p.stderr
+    procs = [subprocess.Popen([CORRAL, "--root", str(corral.root), "create", f"c{i}",
+                               "--template", "tiny"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for i in range(8)]
+    assert all(p.wait() == 0 for p in procs)
+    addrs = [ip_of(corral, f"c{i}") for i in range(8)] + [first, f"{subnet}.200"]
+    assert len(set(addrs)) == len(addrs)
+    corral("destroy", "c0")
+    corral("create", "again", "--template", "tiny")
+    assert ip_of(corral, "again") not in addrs[1:]
+
+
+def test_no_network_mode(corral: Corral) -> None:
+    corral("create", "nn", "--template", "tiny", "--net", "none", "--start")
+    assert corral.info("nn")["ip"] is None
+    assert corral("exec", "nn", "--", "sh", "-c", "ls /sys/class/net").split() == ["lo"]
