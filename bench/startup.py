@@ -91,7 +91,7 @@ def main() -> None:
         subprocess.run([*c, "template", "build", "tiny"], check=True, stdout=subprocess.DEVNULL)
         rootfs = root / "templates" / "tiny" / "rootfs"
         bundle = oci_bundle(rootfs, work)
-        subprocess.run([*c, "create", "bench", "--template", "tiny", "--start"], check=True,
+        subprocess.run([*c, "create", "bench", "--template", "tiny", "--net", "none", "--start"], check=True,
                        stdout=subprocess.DEVNULL)
         have = {"crun": shutil.which("crun"), "runc": shutil.which("runc")}
         for _ in range(args.rounds):
@@ -100,9 +100,9 @@ def main() -> None:
             if have["runc"]:
                 results["runc run"] += runc_times(bundle, per_round)
             results["corral run --rm --rootfs"] += timed(
-                [*c, "run", "--rm", "--rootfs", str(rootfs), "--", "/bin/true"], per_round)
+                [*c, "run", "--rm", "--net", "none", "--rootfs", str(rootfs), "--", "/bin/true"], per_round)
             results["corral run --rm --template"] += timed(
-                [*c, "run", "--rm", "--template", "tiny", "--", "/bin/true"], per_round)
+                [*c, "run", "--rm", "--net", "none", "--template", "tiny", "--", "/bin/true"], per_round)
             results["corral exec"] += timed([*c, "exec", "bench", "--", "true"], per_round)
             results["corral --version"] += timed([CORRAL, "--version"], per_round)
     finally:

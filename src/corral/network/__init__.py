@@ -125,11 +125,18 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
 # -- networks -----------------------------------------------------------------------------
 
 def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
-    """The network's record, creating its subnet, bridge and rules when missing."""
+    """The network's record, creating its subnet, bridge and rules when missing.
+
+    The common case -- record and bridge present -- reads one file and checks
+    one /sys entry: no netlink and no nft call on every container start.
+    """
     from corral.network import netlink
 
-    os.makedirs(ctx.state_dir, mode=0o700, exist_ok=True)
     leases = ipam.Leases(ctx.record(network))
+    rec = leases.load()
+    if rec and os.path.exists(f"/sys/class/net/{rec['bridge']}"):
+        return rec
+    os.makedirs(ctx.state_dir, mode=0o700, exist_ok=True)
     with leases.lock:
         rec = leases.load()
         if not rec:
