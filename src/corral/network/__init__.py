@@ -15,17 +15,18 @@ inside the functions that touch the kernel.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import zlib
 
-from corral import store
 from corral.errors import NotFoundError, ValidationError
-from corral.network import ipam, nft
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+# ipaddress, the records (ipam) and the rules (nft: subprocess, json) are
+# imported by the functions that use them: validating options on the start
+# path of an unnetworked container must not pay for them.
 
 DEFAULT = "default"
 MODES = ("bridge", "none")
@@ -95,6 +96,8 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
         if ip not in (None, "auto") or publish or networks:
             raise ValidationError("--net none takes no address, network or published port")
         return {"mode": "none"}
+    import ipaddress
+
     if ip not in (None, "auto"):
         try:
             ipaddress.IPv4Address(ip)
@@ -130,6 +133,10 @@ def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
     The common case -- record and bridge present -- reads one file and checks
     one /sys entry: no netlink and no nft call on every container start.
     """
+    import ipaddress
+    from corral import store
+    from corral.network import ipam
+
     from corral.network import netlink
 
     leases = ipam.Leases(ctx.record(network))
@@ -180,6 +187,8 @@ def _sysctl(key: str, value: str) -> None:
 
 
 def _records(ctx: NetContext) -> list[dict[str, Any]]:
+    from corral.network import ipam
+
     try:
         names = sorted(f for f in os.listdir(ctx.state_dir) if f.endswith(".json"))
     except FileNotFoundError:
@@ -188,10 +197,14 @@ def _records(ctx: NetContext) -> list[dict[str, Any]]:
 
 
 def _recorded_subnets(ctx: NetContext) -> list[ipaddress.IPv4Network]:
+    import ipaddress
+
     return [ipaddress.ip_network(r["subnet"]) for r in _records(ctx)]
 
 
 def _apply_rules(ctx: NetContext) -> None:
+    from corral.network import nft
+
     records = _records(ctx)
     forwards = []
     isolated = []
@@ -210,6 +223,8 @@ def list_networks(ctx: NetContext) -> list[dict[str, Any]]:
 
 
 def delete_network(ctx: NetContext, network: str) -> None:
+    from corral.network import ipam, nft
+
     from corral.errors import InvalidStateError
     from corral.network import netlink
 
@@ -234,6 +249,9 @@ def delete_network(ctx: NetContext, network: str) -> None:
 
 def allocate(ctx: NetContext, container: str, spec: dict[str, Any]) -> dict[str, str]:
     """Lease an address on each of the container's networks (persisted); network → address."""
+    import ipaddress
+    from corral.network import ipam
+
     if spec.get("mode", "none") == "none":
         return {}
     out = {}
@@ -254,6 +272,8 @@ def allocate(ctx: NetContext, container: str, spec: dict[str, Any]) -> dict[str,
 
 
 def release(ctx: NetContext, container: str) -> None:
+    from corral.network import ipam
+
     for rec in _records(ctx):
         if container in rec.get("leases", {}) or container in rec.get("forwards", {}):
             leases = ipam.Leases(ctx.record(rec["name"]))
@@ -267,6 +287,9 @@ def release(ctx: NetContext, container: str) -> None:
 
 def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> dict[str, Any]:
     """Wire the network namespace of ``pid``; the NetState to keep for ``detach``."""
+    import ipaddress
+    from corral.network import ipam
+
     from corral.network import netlink
 
     if spec.get("mode", "none") == "none":
@@ -299,6 +322,8 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
 def _set_rules_of(ctx: NetContext, container: str, spec: dict[str, Any],
                   addrs: dict[str, str]) -> None:
     """Record the container's port forwards and isolation, then rewrite the rules."""
+    from corral.network import ipam
+
     network = spec["networks"][0]
     publish = spec.get("publish", [])
     leases = ipam.Leases(ctx.record(network))
@@ -324,6 +349,8 @@ def _set_rules_of(ctx: NetContext, container: str, spec: dict[str, Any],
 
 def detach(ctx: NetContext, container: str, state: dict[str, Any]) -> None:
     """Undo ``attach`` from its NetState alone; idempotent."""
+    from corral.network import ipam
+
     from corral.network import netlink
 
     for iface in state.get("interfaces", []):
@@ -411,6 +438,8 @@ def doctor(ctx: NetContext, containers: set[str], running: set[str],
 
 
 def _drop_forwards(ctx: NetContext, container: str, network: str) -> None:
+    from corral.network import ipam
+
     leases = ipam.Leases(ctx.record(network))
     with leases.lock:
         rec = leases.load()
