@@ -108,6 +108,19 @@ def host_snapshot() -> dict[str, set[str]]:
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lxcfs_service() -> Iterator[None]:
+    """lxcfs is a host-wide service that outlives containers by design: start it
+    before the first test's snapshot, and stop it at the end if we started it."""
+    from corral.runtime import lxcfs
+
+    was_running = lxcfs.mounted() is not None
+    lxcfs.ensure()
+    yield
+    if not was_running:
+        lxcfs.stop()
+
+
 @pytest.fixture
 def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("root")

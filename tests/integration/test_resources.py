@@ -110,3 +110,23 @@ def test_stats_monotonic_and_match_kernel(corral: Corral) -> None:
                 "pids_limit", "disk_bytes", "disk_limit_bytes", "io_read_bytes",
                 "io_write_bytes", "net_rx_bytes", "net_tx_bytes", "oom_kills", "failcnt"):
         assert key in b, key
+
+
+def test_proc_files_show_the_containers_own_limits_and_uptime(corral: Corral) -> None:
+    from corral.runtime import lxcfs
+
+    if lxcfs.mounted() is None:
+        import pytest
+
+        pytest.skip("lxcfs is not installed")
+    corral("create", "x1", "--template", "tiny", "--memory", "128M", "--cpus", "1", "--start")
+    meminfo = corral("exec", "x1", "--", "cat", "/proc/meminfo")
+    assert "MemTotal:         131072 kB" in meminfo
+    assert corral("exec", "x1", "--", "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "1"
+    assert float(corral("exec", "x1", "--", "cat", "/proc/uptime").split()[0]) < 60
+    corral("set", "x1", "--memory", "256M", "--cpus", "2")
+    assert "MemTotal:         262144 kB" in corral("exec", "x1", "--", "cat", "/proc/meminfo")
+    assert corral("exec", "x1", "--", "grep", "-c", "^processor", "/proc/cpuinfo").strip() == "2"
+    # the host's own view is untouched
+    with open("/proc/meminfo") as f:
+        assert "MemTotal:         131072 kB" not in f.read()

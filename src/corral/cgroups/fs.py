@@ -284,8 +284,23 @@ class _FsManager(CgroupManager):
                                        hint=f"Enable the {ctrl} controller on this host.")
             if fname == "cpuset.cpus" and not h.v2:
                 self._set_v1_cpuset(h, value)
+            elif fname in ("cpu.cfs_quota_us", "cpu.max"):
+                self._set_cpu_quota(h, fname, value)
             else:
                 _write(f"{self.outer(h)}/{fname}", value)
+
+    def _set_cpu_quota(self, h: Hierarchy, fname: str, value: str) -> None:
+        """The quota on the outer cgroup, mirrored on the inner one so that views
+        computed from the processes' own cgroup (lxcfs' cpuinfo, nproc-like
+        tools reading the quota) see it.  A child's quota may not exceed its
+        parent's, so the inner one is lifted first and set last."""
+        unlimited = "max 100000" if fname == "cpu.max" else "-1"
+        inner = f"{self.inner(h)}/{fname}"
+        if os.path.exists(inner):
+            _write(inner, unlimited)
+        _write(f"{self.outer(h)}/{fname}", value)
+        if os.path.exists(inner):
+            _write(inner, value)
 
     def _set_v1_cpuset(self, h: Hierarchy, cpus: str) -> None:
         """v1 cpusets are not inherited: the inner cgroup, where the processes are,

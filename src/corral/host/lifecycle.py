@@ -146,6 +146,10 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                             upper=p.upper(cfg.name), work=p.work(cfg.name))
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
+    from corral.runtime import lxcfs
+
+    point = lxcfs.ensure()
+    binds = tuple(lxcfs.binds(point)) if point else ()
     return InitSpec(
         name=cfg.name,
         hostname=cfg.effective_hostname,
@@ -156,6 +160,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         cgroup_mounts=mounts,
         foreground=foreground,
         console_log=None if foreground else p.console_log(cfg.name),
+        binds=binds,
     )
 
 

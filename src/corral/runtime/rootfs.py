@@ -124,6 +124,9 @@ def setup(spec: InitSpec, console: str | None) -> None:
     m.mount("sysfs", root + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | m.MS_RDONLY)
     _mount_dev(root, console)
     _mount_cgroups(root, spec)
+    for src, target in spec.binds:  # lxcfs' views of /proc and /sys files
+        if os.path.exists(root + target):
+            m.mount(src, root + target, None, m.MS_BIND)
     _mask(root)
     m.mount("tmpfs", root + "/run", "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=65536k")
     pivot(root)

@@ -97,6 +97,7 @@ class InitSpec(_Spec):
         "foreground": False,  # `corral run`: keep the caller's stdio and session
         "console_log": None,  # detached: init's stdout/stderr go here
         "netns": True,
+        "binds": (),  # (host file, path inside) mounted read-only over the fresh /proc, /sys
     }
     __slots__ = tuple(_defaults)
     name: str
@@ -110,6 +111,7 @@ class InitSpec(_Spec):
     foreground: bool
     console_log: str | None
     netns: bool
+    binds: tuple[tuple[str, str], ...]
 
 
 class ExecSpec(_Spec):

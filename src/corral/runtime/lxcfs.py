@@ -1,0 +1,91 @@
+"""lxcfs: /proc and /sys files that show a container its own limits and uptime.
+
+lxcfs (a FUSE filesystem, Debian package ``lxcfs``) answers reads of its
+meminfo, cpuinfo, stat, loadavg, uptime, swaps, diskstats and
+devices/system/cpu/online with values computed from the *reader's* cgroup
+(walking up to the container's outer cgroup for limits).  One instance
+serves every container; Corral starts it on demand when none is mounted,
+outside any container's cgroup, so it survives container restarts.  If the
+host already runs lxcfs (its systemd unit), that instance is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+OWN_MOUNT = "/run/corral/lxcfs"
+PROC_FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime")
+SYS_FILES = ("devices/system/cpu/online",)
+
+
+def mounted() -> str | None:
+    """The mount point of a running lxcfs, if any."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                pre, _, post = line.partition(" - ")
+                if post.startswith("fuse.lxcfs "):
+                    return pre.split()[4]
+    except OSError:
+        pass
+    return None
+
+
+def available() -> bool:
+    return shutil.which("lxcfs") is not None
+
+
+def ensure(timeout: float = 3.0) -> str | None:
+    """The lxcfs mount point, starting lxcfs if needed; None if lxcfs is not installed."""
+    point = mounted()
+    if point or not available():
+        return point
+    os.makedirs(OWN_MOUNT, mode=0o755, exist_ok=True)
+    pid = os.fork()
+    if pid == 0:  # detach completely: own session, no inherited fds, host's cgroup
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 1 << 20)
+            # -l: per-container load average; --enable-cfs: CPUs from the CFS quota
+            os.execvp("lxcfs", ["lxcfs", "-l", "--enable-cfs", OWN_MOUNT])
+        finally:
+            os._exit(127)
+    os.waitpid(pid, 0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        point = mounted()
+        if point:
+            return point
+        time.sleep(0.01)
+    return None
+
+
+def binds(point: str) -> list[tuple[str, str]]:
+    """(source on the host, target inside the container) pairs for the files lxcfs offers."""
+    out = []
+    for name in PROC_FILES:
+        src = f"{point}/proc/{name}"
+        if os.path.exists(src):
+            out.append((src, f"/proc/{name}"))
+    for name in SYS_FILES:
+        src = f"{point}/sys/{name}"
+        if os.path.exists(src):
+            out.append((src, f"/sys/{name}"))
+    return out
+
+
+def stop() -> bool:
+    """Unmount the lxcfs instance Corral started (lxcfs exits when unmounted)."""
+    if mounted() != OWN_MOUNT:
+        return False
+    from corral.linux import mount
+
+    mount.umount2(OWN_MOUNT, mount.MNT_DETACH)
+    return True
