@@ -16,6 +16,7 @@ import shutil
 import time
 
 OWN_MOUNT = "/run/corral/lxcfs"
+PID_FILE = "/run/corral/lxcfs.pid"
 PROC_FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime")
 SYS_FILES = ("devices/system/cpu/online",)
 
@@ -53,6 +54,8 @@ def ensure(timeout: float = 3.0) -> str | None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.closerange(3, 1 << 20)
+            with open(PID_FILE, "w") as f:  # exec keeps the PID: this is lxcfs' PID
+                f.write(f"{os.getpid()}\n")
             # -l: per-container load average; --enable-cfs: CPUs from the CFS quota
             os.execvp("lxcfs", ["lxcfs", "-l", "--enable-cfs", OWN_MOUNT])
         finally:
@@ -82,10 +85,21 @@ def binds(point: str) -> list[tuple[str, str]]:
 
 
 def stop() -> bool:
-    """Unmount the lxcfs instance Corral started (lxcfs exits when unmounted)."""
+    """Stop the lxcfs instance Corral started: unmount it, end its process."""
     if mounted() != OWN_MOUNT:
         return False
+    import signal
+
     from corral.linux import mount
 
     mount.umount2(OWN_MOUNT, mount.MNT_DETACH)
+    try:
+        with open(PID_FILE) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == "lxcfs":  # never signal a recycled PID
+                os.kill(pid, signal.SIGTERM)
+        os.unlink(PID_FILE)
+    except (OSError, ValueError):
+        pass
     return True
