@@ -141,3 +141,41 @@ def test_no_network_mode(corral: Corral) -> None:
     corral("create", "nn", "--template", "tiny", "--net", "none", "--start")
     assert corral.info("nn")["ip"] is None
     assert corral("exec", "nn", "--", "sh", "-c", "ls /sys/class/net").split() == ["lo"]
+
+
+def test_publish_and_unpublish_live(corral: Corral) -> None:
+    corral("create", "lv", "--template", "tiny", "--start")
+    serve(corral, "lv", "live")
+    with pytest.raises(OSError):
+        http("http://127.0.0.1:18083/")
+    corral("set", "lv", "--publish", "18083:80")
+    assert http("http://127.0.0.1:18083/") == "live"
+    corral("set", "lv", "--unpublish", "18083")
+    with pytest.raises(OSError):
+        http("http://127.0.0.1:18083/")
+    assert corral.json("info", "lv")  # still fine
+    p = corral.run("set", "lv", "--publish", "nope", check=False)
+    assert p.returncode != 0 and "invalid --publish" in p.stderr
+
+
+def _download_rate(corral: Corral, name: str, mib: int) -> float:
+    """MiB/s of a bounded transfer host → container (the container's download)."""
+    corral("exec", name, "--", "sh", "-c", "nc -l -p 5009 >/dev/null 2>&1 </dev/null &")
+    time.sleep(0.3)
+    buf = b"\0" * 65536
+    with socket.create_connection((ip_of(corral, name), 5009)) as s:
+        t0 = time.perf_counter()
+        for _ in range(mib * 16):
+            s.sendall(buf)
+        s.shutdown(socket.SHUT_WR)
+        s.recv(1)  # returns at EOF, once the container has read everything
+    return mib / (time.perf_counter() - t0)
+
+
+def test_rate_limit_measured_and_changed_live(corral: Corral) -> None:
+    corral("create", "rl", "--template", "tiny", "--net-rate", "40mbit", "--start")
+    rate = _download_rate(corral, "rl", 8) * 8 * 1.048576  # → mbit/s
+    assert 40 * 0.8 <= rate <= 40 * 1.2, rate
+    corral("set", "rl", "--net-rate", "80mbit")
+    rate = _download_rate(corral, "rl", 16) * 8 * 1.048576
+    assert 80 * 0.8 <= rate <= 80 * 1.2, rate

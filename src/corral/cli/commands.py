@@ -53,7 +53,7 @@ def _network(args: Any) -> dict[str, Any]:
     from corral.network import plan
 
     return plan(args.net, args.ip, args.network, args.publish, args.isolated,
-                args.nameserver, args.searchdomain)
+                args.nameserver, args.searchdomain, args.net_rate)
 
 
 def cmd_create(host: Any, args: Any) -> int:
@@ -259,13 +259,23 @@ def cmd_run(host: Any, args: Any) -> int:
 
 def cmd_set(host: Any, args: Any) -> int:
     raw = _raw_limits(args)
-    if not raw:
+    net_change = args.publish or args.unpublish or args.net_rate
+    if not raw and not net_change:
         from corral.errors import ValidationError
 
         raise ValidationError("nothing to set", hint="Give a limit, e.g. --memory 512M.")
-    limits = host.set_limits(args.name, raw)
-    print(f"container '{args.name}': " + ", ".join(
-        f"{k}={_show_limit(k, v)}" for k, v in sorted(limits.items())))
+    if raw:
+        limits = host.set_limits(args.name, raw)
+        print(f"container '{args.name}': " + ", ".join(
+            f"{k}={_show_limit(k, v)}" for k, v in sorted(limits.items())))
+    if net_change:
+        spec = host.set_network(args.name, rate=args.net_rate, publish=args.publish,
+                                unpublish=args.unpublish)
+        ports = ", ".join(f"{p['host_port']}:{p['port']}/{p['proto']}"
+                          for p in spec.get("publish", [])) or "none"
+        rate = spec.get("rate")
+        print(f"container '{args.name}': published {ports}; rate "
+              f"{'max' if not rate else f'{rate / 1e6:g}mbit'}")
     return 0
 
 

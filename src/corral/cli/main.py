@@ -60,6 +60,10 @@ def _parser() -> Any:
     st = cmd("set", "change a container's limits, live if it runs (persisted)")
     st.add_argument("name")
     _limit_args(st)
+    sg = st.add_argument_group("network")
+    sg.add_argument("--publish", "-p", action="append", metavar="HOSTPORT:PORT[/PROTO]")
+    sg.add_argument("--unpublish", action="append", metavar="HOSTPORT[:PORT][/PROTO]")
+    sg.add_argument("--net-rate", metavar="RATE", help="e.g. 10mbit, or max to remove")
 
     sa = cmd("stats", "resource usage from the kernel")
     sa.add_argument("name", nargs="?")
@@ -155,6 +159,8 @@ def _net_args(p: Any) -> None:
                    help="reach the gateway and the outside, not other containers")
     g.add_argument("--nameserver", action="append", metavar="ADDR")
     g.add_argument("--searchdomain", action="append", metavar="DOMAIN")
+    g.add_argument("--net-rate", metavar="RATE",
+                   help="shape traffic both ways, e.g. 10mbit (tc units)")
 
 
 def _source_args(p: Any) -> None:
@@ -199,7 +205,7 @@ _FAST_DEFAULTS = {
     "exec": {"tty": False, "user": None, "env": [], "cwd": None},
     "run": {"rm": False, "name": None, "hostname": None, "template": None, "rootfs": None,
             "env": [], "net": None, "ip": None, "network": None, "publish": None,
-            "isolated": False, "nameserver": None, "searchdomain": None},
+            "isolated": False, "nameserver": None, "searchdomain": None, "net_rate": None},
 }
 
 

@@ -239,6 +239,39 @@ class Host:
 
         return resources.set_limits(self, name, resources.parse_limits(raw))
 
+    def set_network(self, name: str, *, rate: str | None = None,
+                    publish: list[str] | None = None,
+                    unpublish: list[str] | None = None) -> dict[str, Any]:
+        """Change a container's published ports and rate; live when it runs."""
+        from corral import network
+        from corral.errors import ValidationError as _VE
+
+        with self.lock(name):
+            cfg = self.load_config(name)
+            spec = dict(cfg.network)
+            if spec.get("mode", "none") == "none":
+                raise _VE(f"container '{name}' has no network",
+                          hint="Create it with --net bridge to publish ports or shape traffic.")
+            ports = list(spec.get("publish", []))
+            for text in unpublish or []:
+                key = network.parse_unpublish(text)
+                ports = [q for q in ports if (q["proto"], q["host_port"]) != key]
+            for text in publish or []:
+                p = network.parse_publish(text)
+                ports = [q for q in ports if (q["proto"], q["host_port"]) !=
+                         (p["proto"], p["host_port"])] + [p]
+            spec["publish"] = ports
+            if rate is not None:
+                spec["rate"] = network.parse_rate(rate)
+                if spec["rate"] is None:
+                    del spec["rate"]
+            state = self.load_state(name)
+            if self.status(name, state) != STOPPED:
+                network.update(self.net, name, spec, state.net, state.pid)
+            cfg.network = spec
+            self.save_config(cfg)
+            return spec
+
     def stats(self, name: str) -> dict[str, Any]:
         from corral.host import resources
 

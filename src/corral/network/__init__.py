@@ -73,6 +73,17 @@ def mac_for(ctx: NetContext, container: str, network: str) -> str:
 
 # -- options ------------------------------------------------------------------------------
 
+def parse_unpublish(text: str) -> tuple[str, int]:
+    """'8080', '8080/udp' or a whole '8080:80/tcp' → (proto, host port)."""
+    spec, _, proto = text.partition("/")
+    host = spec.partition(":")[0]
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp") or not host.isdigit() or not 0 < int(host) < 65536:
+        raise ValidationError(f"invalid --unpublish '{text}'",
+                              hint="Use HOSTPORT[/tcp|udp], e.g. 8080.")
+    return proto, int(host)
+
+
 def parse_publish(text: str) -> dict[str, Any]:
     """'8080:80', '8080:80/udp' → {"host_port": 8080, "port": 80, "proto": "tcp"}."""
     spec, _, proto = text.partition("/")
@@ -85,9 +96,28 @@ def parse_publish(text: str) -> dict[str, Any]:
     return {"host_port": int(host), "port": int(port), "proto": proto}
 
 
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
+               "bps": 8, "kbps": 8 * 10**3, "mbps": 8 * 10**6, "gbps": 8 * 10**9}
+
+
+def parse_rate(text: str) -> int | None:
+    """'10mbit' → 10_000_000 bits/s (tc's units: bit, kbit, mbit, gbit; bps … = bytes/s);
+    'max' → None (unshaped)."""
+    t = text.strip().lower()
+    if t in ("max", "unlimited", "none"):
+        return None
+    for unit in sorted(_RATE_UNITS, key=len, reverse=True):
+        if t.endswith(unit) and t[: -len(unit)].replace(".", "", 1).isdigit():
+            value = int(float(t[: -len(unit)]) * _RATE_UNITS[unit])
+            if value >= 8000:
+                return value
+    raise ValidationError(f"invalid --net-rate '{text}'",
+                          hint="Use e.g. 10mbit, 500kbit, 1gbit (at least 8kbit), or max.")
+
+
 def plan(mode: str | None, ip: str | None, networks: list[str] | None,
          publish: list[str] | None, isolated: bool, nameservers: list[str] | None,
-         searchdomains: list[str] | None) -> dict[str, Any]:
+         searchdomains: list[str] | None, rate: str | None = None) -> dict[str, Any]:
     """A container's network options, validated, as stored in its config."""
     mode = mode or "bridge"
     if mode not in MODES:
@@ -114,7 +144,7 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
     nets = networks or [DEFAULT]
     for n in nets:
         validate_name(n, "network")
-    return {
+    out = {
         "mode": mode,
         "networks": nets,
         "ip": ip or "auto",
@@ -123,6 +153,9 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
         "nameservers": nameservers or [],
         "searchdomains": searchdomains or [],
     }
+    if rate and parse_rate(rate) is not None:  # absent means unshaped (TOML has no null)
+        out["rate"] = parse_rate(rate)
+    return out
 
 
 # -- networks -----------------------------------------------------------------------------
@@ -313,6 +346,8 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
                                         "gateway": rec["gateway"], "bridge": rec["bridge"]})
         if spec.get("publish") or spec.get("isolated"):
             _set_rules_of(ctx, container, spec, addrs)
+        if spec.get("rate"):
+            netlink.set_rate(state["interfaces"][0]["host_if"], pid, spec["rate"])
     except BaseException:
         detach(ctx, container, state)
         raise
@@ -345,6 +380,23 @@ def _set_rules_of(ctx: NetContext, container: str, spec: dict[str, Any],
                                                          for p in publish]
         leases.save(rec)
     _apply_rules(ctx)
+
+
+def update(ctx: NetContext, container: str, spec: dict[str, Any], state: dict[str, Any],
+           pid: int | None) -> None:
+    """Apply a running container's changed publish list and rate, live."""
+    from corral.network import ipam, netlink
+
+    if spec.get("mode", "none") == "none" or not state.get("interfaces"):
+        return
+    addrs = {net: addr.split("/")[0] for net, addr in leased(ctx, container)}
+    leases = ipam.Leases(ctx.record(spec["networks"][0]))
+    with leases.lock:
+        rec = leases.load()
+        rec.get("forwards", {}).pop(container, None)
+        leases.save(rec)
+    _set_rules_of(ctx, container, spec, addrs)
+    netlink.set_rate(state["interfaces"][0]["host_if"], pid, spec.get("rate"))
 
 
 def detach(ctx: NetContext, container: str, state: dict[str, Any]) -> None:

@@ -166,3 +166,30 @@ def add_host_route(dst: str, dev: str) -> None:
         except Exception as exc:
             if _code(exc) != errno.EEXIST:
                 raise _fail(f"cannot route {dst} to {dev}", exc) from exc
+
+
+def set_rate(host_if: str, pid: int | None, rate_bits: int | None) -> None:
+    """Shape both directions to ``rate_bits`` per second with a token bucket on each
+    end's egress: the host end's is the container's download, eth0's inside its
+    upload.  None removes the shaping."""
+    burst = max(32 * 1024, (rate_bits or 0) // 8 // 50)  # 20 ms of traffic, at least 32 KiB
+
+    def shape(ipr: Any, ifname: str) -> None:
+        idx = link_index(ipr, ifname)
+        if idx is None:
+            return
+        try:
+            if rate_bits is None:
+                ipr.tc("del", index=idx, handle="1:", root=True)
+            else:
+                ipr.tc("replace", "tbf", index=idx, handle="1:", rate=rate_bits // 8,
+                       burst=burst, latency="50ms")
+        except Exception as exc:
+            if rate_bits is not None or _code(exc) not in (errno.ENOENT, errno.EINVAL):
+                raise _fail(f"cannot shape {ifname}", exc) from exc
+
+    with _ipr() as ipr:
+        shape(ipr, host_if)
+    if pid is not None:
+        with in_netns(pid), _ipr() as inner:
+            shape(inner, "eth0")
