@@ -179,3 +179,38 @@ def test_rate_limit_measured_and_changed_live(corral: Corral) -> None:
     corral("set", "rl", "--net-rate", "80mbit")
     rate = _download_rate(corral, "rl", 16) * 8 * 1.048576
     assert 80 * 0.8 <= rate <= 80 * 1.2, rate
+
+
+def test_routed_mode_end_to_end(corral: Corral) -> None:
+    corral("create", "r1", "--template", "tiny", "--net", "routed", "--start")
+    corral("create", "r2", "--template", "tiny", "--net", "routed", "--start")
+    corral("create", "br", "--template", "tiny", "--start")
+    info = corral.info("r1")
+    assert info["ip"].endswith("/32")
+    routes = corral("exec", "r1", "--", "ip", "route")
+    assert "default via 169.254.0.1 dev eth0" in routes
+    serve(corral, "r2", "routed")
+    r2 = ip_of(corral, "r2")
+    assert http(f"http://{r2}/") == "routed"  # host → container over its /32 route
+    assert corral("exec", "r1", "--", "wget", "-qO-", f"http://{r2}/").strip() == "routed"
+    assert "1 packets received" in corral("exec", "r1", "--", "ping", "-c", "1", "-W", "2",
+                                          ip_of(corral, "br"))
+    nets = {n["name"]: n for n in corral.json("network", "list")}  # type: ignore[union-attr]
+    assert nets["routed"]["bridge"] is None
+    p = corral.run("create", "bad", "--template", "tiny", "--net", "routed", "--publish",
+                   "8080:80", check=False)
+    assert p.returncode != 0 and "routed" in p.stderr
+
+
+def test_two_networks(corral: Corral) -> None:
+    corral("network", "create", "backend")
+    corral("create", "m", "--template", "tiny", "--network", "default", "--network", "backend",
+           "--start")
+    corral("create", "only", "--template", "tiny", "--network", "backend", "--start")
+    links = corral("exec", "m", "--", "ls", "/sys/class/net").split()
+    assert sorted(links) == ["eth0", "eth1", "lo"]
+    assert len([a for a in corral.info("m")["addresses"] if ":" not in a]) == 2
+    assert "1 packets received" in corral("exec", "m", "--", "ping", "-c", "1", "-W", "2",
+                                          ip_of(corral, "only"))
+    p = corral.run("network", "delete", "backend", check=False)
+    assert p.returncode != 0 and "used by" in p.stderr

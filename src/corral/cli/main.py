@@ -147,8 +147,9 @@ def _limit_args(p: Any) -> None:
 
 def _net_args(p: Any) -> None:
     g = p.add_argument_group("network")
-    g.add_argument("--net", choices=("bridge", "none"),
+    g.add_argument("--net", choices=("bridge", "routed", "none"),
                    help="bridge: own address on the host's bridge with NAT (default); "
+                   "routed: a /32 routed by the host, no bridge (like OpenVZ venet); "
                    "none: loopback only")
     g.add_argument("--ip", metavar="ADDR", help="IPv4 address on the first network (auto)")
     g.add_argument("--network", action="append", metavar="NAME",

@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 # path of an unnetworked container must not pay for them.
 
 DEFAULT = "default"
-MODES = ("bridge", "none")
+ROUTED = "routed"  # the network routed-mode containers draw their addresses from
+MODES = ("bridge", "routed", "none")
+# Routed mode's gateway inside every container, held by every host-side veth
+# (like OpenVZ's venet: no bridge, a host route per container).
+ROUTED_GATEWAY = "169.254.0.1"
 _GLOBAL_LOCK = "/run/corral-network.lock"  # subnet choice is machine-wide
 
 
@@ -128,6 +132,11 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
         return {"mode": "none"}
     import ipaddress
 
+    if mode == "routed":
+        if publish or isolated or networks:
+            raise ValidationError("--net routed takes no --publish, --isolated or --network",
+                                  hint="A routed container is reached at its own address.")
+        networks = [ROUTED]
     if ip not in (None, "auto"):
         try:
             ipaddress.IPv4Address(ip)
@@ -144,6 +153,8 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
     nets = networks or [DEFAULT]
     for n in nets:
         validate_name(n, "network")
+    if mode == "bridge" and ROUTED in nets:
+        raise ValidationError(f"network '{ROUTED}' is for --net routed")
     out = {
         "mode": mode,
         "networks": nets,
@@ -174,7 +185,7 @@ def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
 
     leases = ipam.Leases(ctx.record(network))
     rec = leases.load()
-    if rec and os.path.exists(f"/sys/class/net/{rec['bridge']}"):
+    if rec and rec.get("bridge") and os.path.exists(f"/sys/class/net/{rec['bridge']}"):
         return rec
     os.makedirs(ctx.state_dir, mode=0o700, exist_ok=True)
     with leases.lock:
@@ -186,8 +197,11 @@ def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
                 taken += _recorded_subnets(ctx)
                 subnet = ipam.pick_subnet(ctx.seed(network), taken)
                 prefix6 = ipam.ula_prefix(ctx.seed(network))
-                rec = {"name": network, "bridge": bridge_name(ctx, network),
-                       "subnet": str(subnet), "gateway": ipam.gateway(subnet),
+                routed = network == ROUTED
+                rec = {"name": network, "mode": "routed" if routed else "bridge",
+                       "bridge": None if routed else bridge_name(ctx, network),
+                       "subnet": str(subnet),
+                       "gateway": ROUTED_GATEWAY if routed else ipam.gateway(subnet),
                        "subnet6": str(prefix6), "gateway6": ipam.gateway(prefix6),
                        "leases": {}, "forwards": {}}
                 _bring_up(rec)
@@ -201,6 +215,9 @@ def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
 def _bring_up(rec: dict[str, Any]) -> None:
     from corral.network import netlink
 
+    if rec.get("mode") == "routed":
+        _sysctl("net/ipv4/ip_forward", "1")
+        return
     plen = rec["subnet"].split("/")[1]
     netlink.ensure_bridge(rec["bridge"], [f"{rec['gateway']}/{plen}",
                                           f"{rec['gateway6']}/64"])
@@ -247,6 +264,7 @@ def _apply_rules(ctx: NetContext) -> None:
         isolated.extend(r.get("isolated", {}).values())
     nft.apply(ctx.table, [{"bridge": r["bridge"], "subnet": r["subnet"]} for r in records],
               forwards, isolated)
+
 
 
 def list_networks(ctx: NetContext) -> list[dict[str, Any]]:
@@ -335,12 +353,22 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
             rec = ensure_network(ctx, network)
             plen = rec["subnet"].split("/")[1]
             v4 = addrs[network]
+            if rec.get("mode") == "routed":
+                host_if = host_veth(ctx, container, network)
+                netlink.delete_link(host_if)
+                netlink.attach_routed(host_if, pid, mac_for(ctx, container, network), v4,
+                                      ROUTED_GATEWAY)
+                state["interfaces"].append({"network": network, "host_if": host_if,
+                                            "ip": f"{v4}/32", "ip6": None,
+                                            "gateway": ROUTED_GATEWAY, "bridge": None})
+                continue
             v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
             host_if = host_veth(ctx, container, network)
             netlink.delete_link(host_if)  # a leftover of a crash would block the name
             netlink.attach_veth(host_if, rec["bridge"], pid, mac_for(ctx, container, network),
                                 [f"{v4}/{plen}", f"{v6}/64"],
-                                [rec["gateway"], rec["gateway6"]] if i == 0 else [])
+                                [rec["gateway"], rec["gateway6"]] if i == 0 else [],
+                                inner_name=f"eth{i}")
             state["interfaces"].append({"network": network, "host_if": host_if,
                                         "ip": f"{v4}/{plen}", "ip6": f"{v6}/64",
                                         "gateway": rec["gateway"], "bridge": rec["bridge"]})
@@ -454,7 +482,8 @@ def guest_files(state: dict[str, Any], hostname: str) -> dict[str, bytes]:
     names = hostname if short == hostname else f"{hostname} {short}"
     if ifaces:
         hosts.append(f"{ifaces[0]['ip'].split('/')[0]}\t{names}")
-        hosts.append(f"{ifaces[0]['ip6'].split('/')[0]}\t{names}")
+        if ifaces[0].get("ip6"):
+            hosts.append(f"{ifaces[0]['ip6'].split('/')[0]}\t{names}")
     else:
         hosts.append(f"127.0.1.1\t{names}")
     out = {"/etc/hosts": ("\n".join(hosts) + "\n").encode()}

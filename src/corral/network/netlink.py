@@ -119,9 +119,10 @@ def host_networks() -> list[str]:
 
 
 def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
-                addresses: list[str], gateways: list[str]) -> None:
-    """A veth pair: ``host_name`` on the host (on ``bridge`` if given), eth0 in the
-    network namespace of ``pid`` with ``addresses`` and default routes via ``gateways``."""
+                addresses: list[str], gateways: list[str], inner_name: str = "eth0") -> None:
+    """A veth pair: ``host_name`` on the host (on ``bridge`` if given), ``inner_name``
+    in the network namespace of ``pid`` with ``addresses`` and default routes via
+    ``gateways``."""
     peer = f"{host_name}p"[:15]
     with _ipr() as ipr:
         try:
@@ -143,7 +144,7 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
             lo = link_index(inner, "lo")
             inner.link("set", index=lo, state="up")
             pidx = link_index(inner, peer)
-            inner.link("set", index=pidx, ifname="eth0")
+            inner.link("set", index=pidx, ifname=inner_name)
             for cidr in addresses:
                 addr, _, plen = cidr.partition("/")
                 kw = {"flags": 0x02} if ":" in addr else {}  # IFA_F_NODAD: usable at once
@@ -154,6 +155,38 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
                     inner.route("add", dst="::/0", gateway=gw, family=10)
                 else:
                     inner.route("add", dst="0.0.0.0/0", gateway=gw)
+        except Exception as exc:
+            raise _fail(f"cannot configure {inner_name} in the container", exc) from exc
+
+
+def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str) -> None:
+    """Routed mode: a veth with no bridge.  The host end holds ``gateway``/32 and a
+    /32 route to the container; inside, ``address``/32 and a default route via the
+    gateway, reached on-link."""
+    peer = f"{host_name}p"[:15]
+    with _ipr() as ipr:
+        try:
+            ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer, "address": mac})
+        except Exception as exc:
+            raise _fail(f"cannot create veth {host_name}", exc) from exc
+        try:
+            idx = link_index(ipr, host_name)
+            ipr.link("set", index=link_index(ipr, peer), net_ns_pid=pid)
+            ipr.addr("add", index=idx, address=gateway, prefixlen=32)
+            ipr.link("set", index=idx, state="up")
+            ipr.route("add", dst=f"{address}/32", oif=idx)
+        except Exception as exc:
+            delete_link(host_name)
+            raise _fail(f"cannot wire veth {host_name}", exc) from exc
+    with in_netns(pid), _ipr() as inner:
+        try:
+            inner.link("set", index=link_index(inner, "lo"), state="up")
+            pidx = link_index(inner, peer)
+            inner.link("set", index=pidx, ifname="eth0")
+            inner.addr("add", index=pidx, address=address, prefixlen=32)
+            inner.link("set", index=pidx, state="up")
+            inner.route("add", dst=f"{gateway}/32", oif=pidx, scope=253)  # RT_SCOPE_LINK
+            inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=pidx)
         except Exception as exc:
             raise _fail("cannot configure eth0 in the container", exc) from exc
 
