@@ -100,7 +100,8 @@ def _select(host: Any, args: Any) -> list[str]:
     return out
 
 
-def _each(names: list[str], verb: str, fn: Any, parallel: int = 1) -> int:
+def _each(names: list[str], verb: str, fn: Any, parallel: int = 1,
+          warm: Any = None) -> int:
     """Apply ``fn`` to every name; report failures at the end instead of stopping.
 
     With ``parallel`` > 1 the names are shared out to that many forked
@@ -111,6 +112,8 @@ def _each(names: list[str], verb: str, fn: Any, parallel: int = 1) -> int:
         fn(names[0])
         return 0
     if parallel > 1:
+        if warm is not None:
+            warm()  # load once what every worker would otherwise load for itself
         failed = _each_parallel(names, fn, parallel)
     else:
         failed = []
@@ -165,7 +168,7 @@ def cmd_start(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         i = host.start(name)
         print(f"container '{name}' started (pid {i['pid']})")
-    return _each(_select(host, args), "start", one, args.parallel)
+    return _each(_select(host, args), "start", one, args.parallel, host.warm_for_start)
 
 
 def cmd_stop(host: Any, args: Any) -> int:
@@ -179,7 +182,7 @@ def cmd_restart(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         i = host.restart(name, timeout=args.timeout)
         print(f"container '{name}' restarted (pid {i['pid']})")
-    return _each(_select(host, args), "restart", one, args.parallel)
+    return _each(_select(host, args), "restart", one, args.parallel, host.warm_for_start)
 
 
 def cmd_destroy(host: Any, args: Any) -> int:
