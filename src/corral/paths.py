@@ -60,6 +60,12 @@ class StateRoot:
     def work(self, name: str) -> str:
         return f"{self.containers}/{name}/work"
 
+    def disk_image(self, name: str) -> str:
+        return f"{self.containers}/{name}/disk.img"
+
+    def disk_mount(self, name: str) -> str:
+        return f"{self.containers}/{name}/disk"
+
     def mountpoint(self, name: str) -> str:
         return f"{self.containers}/{name}/rootfs"
 

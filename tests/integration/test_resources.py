@@ -130,3 +130,46 @@ def test_proc_files_show_the_containers_own_limits_and_uptime(corral: Corral) ->
     # the host's own view is untouched
     with open("/proc/meminfo") as f:
         assert "MemTotal:         131072 kB" not in f.read()
+
+
+def test_disk_quota_enospc_grow_and_shrink(corral: Corral) -> None:
+    import subprocess
+
+    corral("create", "d1", "--template", "tiny", "--net", "none", "--disk", "48M", "--start")
+    corral("create", "d2", "--template", "tiny", "--net", "none", "--start")
+    assert "loop device" in corral.info("d1")["disk_quota"]
+    p = corral.run("exec", "d1", "--", "dd", "if=/dev/zero", "of=/root/fill", "bs=1M",
+                   "count=80", check=False)
+    assert p.returncode != 0 and "No space left on device" in p.stderr
+    # only that container is full: its neighbour writes fine
+    corral("exec", "d2", "--", "dd", "if=/dev/zero", "of=/root/fill", "bs=1M", "count=60")
+    used = corral.json("stats", "d1")["disk_bytes"]  # type: ignore[index]
+    assert used > 30 * MiB
+    # the template below is not counted: a fresh container uses almost nothing
+    corral("create", "d3", "--template", "tiny", "--net", "none", "--disk", "32M", "--start")
+    assert corral.json("stats", "d3")["disk_bytes"] < 2 * MiB  # type: ignore[index]
+    # shrinking below what is used is refused, and nothing changes
+    p = corral.run("set", "d1", "--disk", "16M", check=False)
+    assert p.returncode != 0 and "in use" in p.stderr
+    assert corral.json("info", "d1")["limits"]["disk"] == 48 * MiB  # type: ignore[index]
+    # grow (offline where the kernel withholds online resize), then the write fits
+    corral("stop", "d1", "--timeout", "2")
+    corral("set", "d1", "--disk", "128M")
+    corral("start", "d1")
+    corral("exec", "d1", "--", "dd", "if=/dev/zero", "of=/root/more", "bs=1M", "count=40")
+    corral("exec", "d1", "--", "rm", "/root/fill", "/root/more")
+    corral("stop", "d1", "--timeout", "2")
+    corral("set", "d1", "--disk", "40M")  # shrink when stopped and it fits
+    corral("start", "d1")
+    assert "overlay" in corral("exec", "d1", "--", "df", "-h", "/")
+    # no loop device or mount of it is left in the host's namespace
+    with open("/proc/self/mountinfo") as f:
+        assert "disk" not in f.read()
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(corral.root) not in out or "d1" in out  # only the running container's
+
+
+def test_disk_refused_when_invalid(corral: Corral, state_root) -> None:  # type: ignore[no-untyped-def]
+    p = corral.run("create", "dz", "--template", "tiny", "--disk", "1M", check=False)
+    assert p.returncode != 0 and "too small" in p.stderr
+    assert not (state_root / "containers" / "dz").exists()

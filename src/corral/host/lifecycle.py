@@ -49,7 +49,11 @@ def _prepare(host: Host, cfg: ContainerConfig, *, template_defaults: bool = True
     host.ensure_dirs()
 
 
-def _make_dirs(host: Host, name: str) -> None:
+def _has_disk_quota(cfg: ContainerConfig) -> bool:
+    return cfg.limits.get("disk", -1) not in (-1, None)
+
+
+def _make_dirs(host: Host, name: str, disk_size: int | None = None) -> None:
     """The container's directory, without its config (held under its lock).
 
     The config file, written atomically and last, is what makes a directory
@@ -63,8 +67,16 @@ def _make_dirs(host: Host, name: str) -> None:
     if os.path.lexists(final):  # a leftover of a crash: nothing in it is wanted
         _rmtree(final)
     os.mkdir(final, 0o700)
-    for sub in ("upper", "work", "rootfs"):
+    for sub in ("upper", "work", "rootfs", "disk"):
         os.mkdir(f"{final}/{sub}", 0o755)
+    if disk_size is not None:
+        from corral.storage import disk
+
+        try:
+            disk.create(host.paths.disk_image(name), disk_size)
+        except BaseException:
+            _rmtree(final)
+            raise
 
 
 class _lock_removed_on_failure:  # noqa: N801
@@ -85,7 +97,7 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
     _prepare(host, cfg)
     with host.lock(cfg.name) as lock, _lock_removed_on_failure(host, cfg.name, lock):
         with Reverter() as undo:
-            _make_dirs(host, cfg.name)
+            _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None)
             undo.add(_rmtree, host.paths.container_dir(cfg.name))
             if cfg.network.get("mode", "none") != "none":
                 from corral import network
@@ -132,7 +144,7 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any) -> None:
 # -- start ----------------------------------------------------------------------------------
 
 def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list[str] | None,
-               cgroup: Any) -> Any:
+               cgroup: Any, disk_loop: str | None = None) -> Any:
     from corral.cgroups.mounts import host_cgroup_mounts
     from corral.host import templates
     from corral.runtime.spec import CgroupMount, InitSpec, RootfsSpec
@@ -143,7 +155,9 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
     else:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name),
                             lower=(templates.require_present(host, str(cfg.template)),),
-                            upper=p.upper(cfg.name), work=p.work(cfg.name))
+                            upper=p.upper(cfg.name), work=p.work(cfg.name),
+                            disk=disk_loop, disk_mount=p.disk_mount(cfg.name) if disk_loop
+                            else None)
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
     from corral.runtime import lxcfs
@@ -200,10 +214,21 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
 
     with Reverter() as undo:
         undo.add(cg.destroy)
-        spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg)
+        loop = None
+        if _has_disk_quota(cfg) and cfg.rootfs is None:
+            from corral.storage import disk
+
+            loop = disk.attach(host.paths.disk_image(cfg.name))
+            undo.add(disk.release, loop)
+        spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg,
+                          disk_loop=loop)
         console = _foreground_console() if foreground else None
         child = spawn.spawn(spec, console, meanwhile, prepare=make_cgroups)
         undo.add(child.abort)
+        if loop is not None:
+            # Mounted inside the container now: from here the loop device frees
+            # itself when the container's mount namespace goes away.
+            disk.release(loop)
         state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
                              started=time.time(), cgroup=cg.group)
         host.save_state(cfg.name, state, durable=durable)
@@ -322,7 +347,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     # The init is our grandchild; as a subreaper we can wait for it.
     ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
     with host.lock(cfg.name) as lock:
-        _make_dirs(host, cfg.name)
+        _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None)
         try:
             # An ephemeral container's records need not survive a power cut.
             state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,
@@ -414,6 +439,8 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "init": cfg.init,
         "privileged": True,
         "limits": cfg.limits,
+        "disk_quota": "image (ext4 on a loop device, mounted only inside the container)"
+        if _has_disk_quota(cfg) else "none",
     }
     addresses = [i["ip"] for i in state.net.get("interfaces", [])] + \
         [i["ip6"] for i in state.net.get("interfaces", [])] if current != STOPPED else []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from corral.errors import CorralError, UnsupportedError, ValidationError, from_oserror
+from corral.errors import CorralError, ValidationError, from_oserror
 from corral.model import STOPPED
 
 TYPE_CHECKING = False
@@ -32,14 +32,12 @@ def parse_limits(raw: dict[str, Any]) -> dict[str, Any]:
         if name not in resources.LIMITS:
             raise ValidationError(f"unknown limit '{name}'")
         out[name] = resources.parse(name, value)
-    if out.get("disk") not in (None, resources.UNLIMITED):
-        raise UnsupportedError("disk quotas are not available yet",
-                               hint="Leave --disk unset; it is planned with the storage work.")
     return out
 
 
 def apply(host: Host, name: str, limits: dict[str, Any]) -> None:
     """Write ``limits`` to the container's cgroup, naming the limit the kernel refused."""
+    limits = {k: v for k, v in limits.items() if k != "disk"}  # not a cgroup matter
     if not limits:
         return
     cg = host.cgroup(name)
@@ -64,6 +62,8 @@ def set_limits(host: Host, name: str, changes: dict[str, Any]) -> dict[str, Any]
         new = resources.merge(old, changes)
         state = host.load_state(name)
         running = host.status(name, state) != STOPPED
+        if "disk" in changes:
+            _set_disk(host, name, cfg, old.get("disk", -1), changes["disk"], running, state)
         if running:
             try:
                 apply(host, name, changes)
@@ -78,6 +78,43 @@ def set_limits(host: Host, name: str, changes: dict[str, Any]) -> dict[str, Any]
         cfg.limits = new
         host.save_config(cfg)
     return new
+
+
+def _set_disk(host: Host, name: str, cfg: Any, old: int, new: int, running: bool,
+              state: Any) -> None:
+    """Grow live, shrink when stopped and the data fits; validated before any change."""
+    from corral.cgroups.resources import UNLIMITED
+    from corral.errors import InvalidStateError
+    from corral.storage import disk
+
+    image = host.paths.disk_image(name)
+    if old == UNLIMITED:
+        if new == UNLIMITED:
+            return
+        if running or any(os.scandir(host.paths.upper(name))):
+            raise InvalidStateError(
+                f"container '{name}' has no disk quota, and its files are outside one",
+                hint="Give --disk when creating a container (its files then live on it).")
+        disk.create(image, new)
+        return
+    if new == UNLIMITED:
+        raise ValidationError("a disk quota cannot be lifted", hint="Set a larger size instead.")
+    used = disk.usage(image, f"/proc/{state.pid}/root" if running else None)
+    if new < used:
+        raise ValidationError(f"--disk {new} is less than the {used} bytes in use",
+                              hint="Free space inside the container first.")
+    if new > old:
+        if running:
+            disk.grow_live(image, new)  # checks that the kernel will let us, first
+        else:
+            with open(image, "r+b") as f:
+                f.truncate(new)
+            disk._run(["resize2fs", image], "cannot grow the disk image")
+    elif new < old:
+        if running:
+            raise InvalidStateError(f"container '{name}' is running; a disk shrinks only when "
+                                    "stopped", hint=f"Stop it first: corral stop {name}")
+        disk.shrink_offline(image, new)
 
 
 def _unlimited_value(key: str) -> Any:
@@ -120,6 +157,16 @@ def _disk_bytes(path: str) -> int:
     return total
 
 
+def _disk_used(host: Host, name: str, state: Any, status: Any) -> int:
+    image = host.paths.disk_image(name)
+    if os.path.exists(image):
+        from corral.storage import disk
+
+        live = f"/proc/{state.pid}/root" if status != STOPPED and state.pid else None
+        return disk.usage(image, live)
+    return _disk_bytes(host.paths.upper(name))
+
+
 def stats(host: Host, name: str) -> dict[str, Any]:
     cfg = host.load_config(name)
     state = host.load_state(name)
@@ -137,7 +184,7 @@ def stats(host: Host, name: str) -> dict[str, Any]:
         "swap_limit_bytes": limits.get("swap", -1),
         "pids": 0,
         "pids_limit": limits.get("pids", -1),
-        "disk_bytes": _disk_bytes(host.paths.upper(name)),
+        "disk_bytes": _disk_used(host, name, state, status),
         "disk_limit_bytes": limits.get("disk", -1),
         "io_read_bytes": 0,
         "io_write_bytes": 0,

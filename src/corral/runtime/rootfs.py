@@ -38,7 +38,14 @@ def mount_root(spec: RootfsSpec) -> str:
     if spec.bind is not None:
         m.mount(spec.bind, target, None, m.MS_BIND | m.MS_REC)
     else:
-        opts = f"lowerdir={':'.join(spec.lower)},upperdir={spec.upper},workdir={spec.work}"
+        upper, work = spec.upper, spec.work
+        if spec.disk is not None and spec.disk_mount is not None:
+            # The container's own layer lives on its quota'd filesystem.
+            m.mount(spec.disk, spec.disk_mount, "ext4", m.MS_NOSUID | m.MS_NODEV)
+            upper, work = f"{spec.disk_mount}/upper", f"{spec.disk_mount}/work"
+            for d in (upper, work):
+                _mkdir(d)
+        opts = f"lowerdir={':'.join(spec.lower)},upperdir={upper},workdir={work}"
         m.mount("overlay", target, "overlay", 0, opts)
     return target
 

@@ -61,8 +61,12 @@ class RootfsSpec(_Spec):
         "upper": None,
         "work": None,
         "bind": None,  # --rootfs DIR: bind this directory instead of an overlay
+        "disk": None,  # a loop device holding upper and work (disk quota), mounted first
+        "disk_mount": None,  # where, inside the new mount namespace only
     }
     __slots__ = tuple(_defaults)
+    disk: str | None
+    disk_mount: str | None
     mountpoint: str
     lower: tuple[str, ...]
     upper: str | None

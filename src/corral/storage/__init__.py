@@ -1,0 +1,1 @@
+"""Storage drivers.  ``disk``: per-container disk quotas on a filesystem image."""
