@@ -100,6 +100,21 @@ def _select(host: Any, args: Any) -> list[str]:
     return out
 
 
+def _tolerant(args: Any, fn: Any) -> Any:
+    """With --all or a glob, a container already in the wanted state is skipped, not an
+    error (``start --all`` starts what is stopped); named ones still report it."""
+    if not (args.all or any(c in n for n in args.names for c in "*?[")):
+        return fn
+    from corral.errors import InvalidStateError
+
+    def run(name: str) -> None:
+        try:
+            fn(name)
+        except InvalidStateError:
+            pass
+    return run
+
+
 def _each(names: list[str], verb: str, fn: Any, parallel: int = 1,
           warm: Any = None) -> int:
     """Apply ``fn`` to every name; report failures at the end instead of stopping.
@@ -168,14 +183,15 @@ def cmd_start(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         i = host.start(name)
         print(f"container '{name}' started (pid {i['pid']})")
-    return _each(_select(host, args), "start", one, args.parallel, host.warm_for_start)
+    return _each(_select(host, args), "start", _tolerant(args, one), args.parallel,
+                 host.warm_for_start)
 
 
 def cmd_stop(host: Any, args: Any) -> int:
     def one(name: str) -> None:
         host.stop(name, timeout=args.timeout)
         print(f"container '{name}' stopped")
-    return _each(_select(host, args), "stop", one, args.parallel)
+    return _each(_select(host, args), "stop", _tolerant(args, one), args.parallel)
 
 
 def cmd_restart(host: Any, args: Any) -> int:
