@@ -100,6 +100,10 @@ class CgroupManager:
     def stats(self) -> CgroupStats:
         raise NotImplementedError
 
+    def usage(self) -> tuple[int, int]:
+        """(processes, memory bytes), cheaply, for listings."""
+        raise NotImplementedError
+
     def apply(self, limits: dict[str, Any]) -> None:
         """Write ``limits`` (see ``resources``) to the outer cgroup; live, idempotent."""
         raise NotImplementedError

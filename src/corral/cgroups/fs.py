@@ -94,15 +94,22 @@ class _FsManager(CgroupManager):
 
     layout = "?"
 
+    _layout_cache: dict[tuple[type, str], list[Hierarchy]] = {}
+
     def __init__(self, root: str, group: str) -> None:
         super().__init__(root, group)
-        self.hierarchies = self._hierarchies()
+        # The mounted hierarchies are the same for every container: found once.
+        key = (type(self), root)
+        if key not in self._layout_cache:
+            self._layout_cache[key] = self._hierarchies()
+        self.hierarchies = self._layout_cache[key]
         self.v2 = next((h for h in self.hierarchies if h.v2), None)
         ctrls: set[str] = set()
         for h in self.hierarchies:
             ctrls |= h.controllers
         self._v2_kill = self.v2 is not None and _v2_feature(self.v2.path, "cgroup.kill")
         self._v2_freeze = self.v2 is not None and _v2_feature(self.v2.path, "cgroup.freeze")
+
         self.caps = CgroupCaps(
             kill=self._v2_kill,
             freeze=self._v2_freeze or "freezer" in ctrls,
@@ -363,6 +370,12 @@ class _FsManager(CgroupManager):
                     pass
         return total
 
+    def usage(self) -> tuple[int, int]:
+        """(processes, memory bytes): the two numbers a listing shows, in two reads."""
+        pids = self._int("pids", "pids.current", "pids.current") if self._controller("pids") \
+            else len(self.pids())
+        return pids, self._int("memory", "memory.current", "memory.usage_in_bytes")
+
     def stats(self) -> CgroupStats:
         mem = self._controller("memory")
         memory = self._int("memory", "memory.current", "memory.usage_in_bytes")
@@ -471,7 +484,17 @@ def _rmtree_cgroup(path: str, deadline: float) -> None:
                 time.sleep(0.002)
 
 
+_features: dict[tuple[str, str], bool] = {}
+
+
 def _v2_feature(tree: str, name: str) -> bool:
+    key = (tree, name)
+    if key not in _features:
+        _features[key] = _probe_v2_feature(tree, name)
+    return _features[key]
+
+
+def _probe_v2_feature(tree: str, name: str) -> bool:
     """Whether non-root cgroups of a cgroup2 tree have the interface file ``name``.
 
     The root cgroup never has cgroup.kill or cgroup.freeze, so look in a

@@ -456,9 +456,7 @@ def info(host: Host, name: str) -> dict[str, Any]:
         cg = host.cgroup(name)
         out["cgroup"] = cg.group
         try:
-            st = cg.stats()
-            out["processes"] = st.pids
-            out["memory_bytes"] = st.memory_bytes
+            out["processes"], out["memory_bytes"] = cg.usage()
         except OSError:
             pass
     return out
