@@ -212,5 +212,11 @@ def test_two_networks(corral: Corral) -> None:
     assert len([a for a in corral.info("m")["addresses"] if ":" not in a]) == 2
     assert "1 packets received" in corral("exec", "m", "--", "ping", "-c", "1", "-W", "2",
                                           ip_of(corral, "only"))
+    # IPv6 is routed between networks too: a container only on 'default' reaches one
+    # only on 'backend' through the host
+    corral("create", "front", "--template", "tiny", "--start")
+    only6 = [a for a in corral.info("only")["addresses"] if ":" in a][0].split("/")[0]
+    assert "1 packets received" in corral("exec", "front", "--", "ping", "-6", "-c", "1",
+                                          "-W", "2", only6)
     p = corral.run("network", "delete", "backend", check=False)
     assert p.returncode != 0 and "used by" in p.stderr

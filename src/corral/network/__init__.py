@@ -218,6 +218,7 @@ def _bring_up(rec: dict[str, Any]) -> None:
     if rec.get("mode") == "routed":
         _sysctl("net/ipv4/ip_forward", "1")
         return
+    _enable_ipv6_forwarding()
     plen = rec["subnet"].split("/")[1]
     netlink.ensure_bridge(rec["bridge"], [f"{rec['gateway']}/{plen}",
                                           f"{rec['gateway6']}/64"])
@@ -225,6 +226,29 @@ def _bring_up(rec: dict[str, Any]) -> None:
     # Port forwards from the host's loopback reach containers only if the bridge
     # accepts 127.0.0.0/8 sources (they are masqueraded on the way out).
     _sysctl(f"net/ipv4/conf/{rec['bridge']}/route_localnet", "1")
+
+
+def _enable_ipv6_forwarding() -> None:
+    """Route IPv6 for the containers without breaking the host's own autoconfiguration:
+    with forwarding on, the kernel ignores router advertisements unless accept_ra is 2,
+    so interfaces that accepted them (1) are moved to 2 first, as LXD does."""
+    base = "/proc/sys/net/ipv6/conf"
+    try:
+        with open(f"{base}/all/forwarding") as f:
+            if f.read().strip() == "1":
+                return
+        for iface in os.listdir(base):
+            if iface in ("all", "default", "lo"):
+                continue
+            try:
+                with open(f"{base}/{iface}/accept_ra") as f:
+                    if f.read().strip() == "1":
+                        _sysctl(f"net/ipv6/conf/{iface}/accept_ra", "2")
+            except OSError:
+                continue
+        _sysctl("net/ipv6/conf/all/forwarding", "1")
+    except OSError:
+        pass  # no IPv6 on this host: the IPv4 side works regardless
 
 
 def _sysctl(key: str, value: str) -> None:
@@ -262,8 +286,9 @@ def _apply_rules(ctx: NetContext) -> None:
         for fws in r.get("forwards", {}).values():
             forwards.extend(dict(fw, subnet=r["subnet"]) for fw in fws)
         isolated.extend(r.get("isolated", {}).values())
-    nft.apply(ctx.table, [{"bridge": r["bridge"], "subnet": r["subnet"]} for r in records],
-              forwards, isolated)
+    nft.apply(ctx.table, [{"bridge": r["bridge"], "subnet": r["subnet"],
+                           "subnet6": r.get("subnet6") if r.get("bridge") else None}
+                          for r in records], forwards, isolated)
 
 
 

@@ -78,8 +78,9 @@ def ensure_bridge(name: str, addresses: list[str]) -> None:
             if cidr in have:
                 continue
             addr, _, plen = cidr.partition("/")
+            kw = {"flags": 0x02} if ":" in addr else {}  # IFA_F_NODAD: a gateway at once
             try:
-                ipr.addr("add", index=idx, address=addr, prefixlen=int(plen))
+                ipr.addr("add", index=idx, address=addr, prefixlen=int(plen), **kw)
             except Exception as exc:
                 if _code(exc) != errno.EEXIST:
                     raise _fail(f"cannot add {cidr} to {name}", exc) from exc

@@ -76,11 +76,17 @@ def build_ruleset(table: str, networks: list[dict[str, Any]],
                                                             _prefix(subnet)),
                                                      {"accept": None}]))
             continue
-        # Traffic leaving the host from a container gets the host's address.
+        # Traffic leaving the host from a container gets the host's address
+        # (IPv4, and IPv6 from the network's unique-local prefix).
         cmds.append(_rule(table, "postrouting", [
             _match(_payload("ip", "saddr"), _prefix(subnet)),
             _match(_meta("oifname"), bridge, "!="),
             {"masquerade": None}]))
+        if net.get("subnet6"):
+            cmds.append(_rule(table, "postrouting", [
+                _match(_payload("ip6", "saddr"), _prefix(net["subnet6"])),
+                _match(_meta("oifname"), bridge, "!="),
+                {"masquerade": None}]))
         # Forwarded traffic of the containers is accepted even where the host's
         # own firewall drops forwarding by default.
         for direction in ("iifname", "oifname"):
