@@ -195,6 +195,20 @@ def test_routed_mode_end_to_end(corral: Corral) -> None:
     assert corral("exec", "r1", "--", "wget", "-qO-", f"http://{r2}/").strip() == "routed"
     assert "1 packets received" in corral("exec", "r1", "--", "ping", "-c", "1", "-W", "2",
                                           ip_of(corral, "br"))
+    r1_6 = [a for a in corral.info("r1")["addresses"] if ":" in a][0]
+    assert r1_6.endswith("/128")
+    assert "default via fe80::1 dev eth0" in corral("exec", "r1", "--", "ip", "-6", "route")
+    r2_6 = [a for a in corral.info("r2")["addresses"] if ":" in a][0].split("/")[0]
+    assert "1 packets received" in corral("exec", "r1", "--", "ping", "-6", "-c", "1", "-W", "2",
+                                          r2_6)
+    # the host answers ARP/NDP for routed containers on its uplink (no traffic sent)
+    proxies = subprocess.run(["ip", "neigh", "show", "proxy"], capture_output=True,
+                             text=True).stdout
+    assert r2 in proxies
+    corral("stop", "r2", "--timeout", "2")
+    proxies = subprocess.run(["ip", "neigh", "show", "proxy"], capture_output=True,
+                             text=True).stdout
+    assert r2 not in proxies
     nets = {n["name"]: n for n in corral.json("network", "list")}  # type: ignore[union-attr]
     assert nets["routed"]["bridge"] is None
     p = corral.run("create", "bad", "--template", "tiny", "--net", "routed", "--publish",

@@ -287,7 +287,8 @@ def _apply_rules(ctx: NetContext) -> None:
             forwards.extend(dict(fw, subnet=r["subnet"]) for fw in fws)
         isolated.extend(r.get("isolated", {}).values())
     nft.apply(ctx.table, [{"bridge": r["bridge"], "subnet": r["subnet"],
-                           "subnet6": r.get("subnet6") if r.get("bridge") else None}
+                           "subnet6": r.get("subnet6") if r.get("bridge") else None,
+                           "routed6": None if r.get("bridge") else r.get("subnet6")}
                           for r in records], forwards, isolated)
 
 
@@ -380,12 +381,21 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
             v4 = addrs[network]
             if rec.get("mode") == "routed":
                 host_if = host_veth(ctx, container, network)
+                v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
                 netlink.delete_link(host_if)
                 netlink.attach_routed(host_if, pid, mac_for(ctx, container, network), v4,
-                                      ROUTED_GATEWAY)
+                                      ROUTED_GATEWAY, v6)
                 state["interfaces"].append({"network": network, "host_if": host_if,
-                                            "ip": f"{v4}/32", "ip6": None,
+                                            "ip": f"{v4}/32", "ip6": f"{v6}/128",
                                             "gateway": ROUTED_GATEWAY, "bridge": None})
+                # venet's reachability from the host's own network: proxy ARP/NDP
+                state.setdefault("proxy", [])
+                for uplink, family in netlink.uplinks():
+                    addr = v6 if family == 10 else v4
+                    if family == 10:
+                        _sysctl(f"net/ipv6/conf/{uplink}/proxy_ndp", "1")
+                    netlink.set_proxy(addr, uplink, True)
+                    state["proxy"].append([addr, uplink])
                 continue
             v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
             host_if = host_veth(ctx, container, network)
@@ -460,6 +470,8 @@ def detach(ctx: NetContext, container: str, state: dict[str, Any]) -> None:
 
     for iface in state.get("interfaces", []):
         netlink.delete_link(iface["host_if"])
+    for addr, uplink in state.get("proxy", []):
+        netlink.set_proxy(addr, uplink, False)
     changed = False
     for rec in _records(ctx):
         if container in rec.get("forwards", {}) or container in rec.get("isolated", {}):

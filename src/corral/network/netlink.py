@@ -160,10 +160,45 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
             raise _fail(f"cannot configure {inner_name} in the container", exc) from exc
 
 
-def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str) -> None:
-    """Routed mode: a veth with no bridge.  The host end holds ``gateway``/32 and a
-    /32 route to the container; inside, ``address``/32 and a default route via the
-    gateway, reached on-link."""
+GATEWAY6_LL = "fe80::1"  # routed mode's IPv6 gateway: link-local on every host end
+NTF_PROXY = 0x08
+
+
+def uplinks() -> list[tuple[str, int]]:
+    """(name, family) of the interfaces holding the host's default routes."""
+    out = []
+    with _ipr() as ipr:
+        for family in (2, 10):
+            for r in ipr.get_routes(family=family):
+                if r["dst_len"] == 0 and r.get_attr("RTA_OIF"):
+                    name = ipr.get_links(r.get_attr("RTA_OIF"))[0].get_attr("IFLA_IFNAME")
+                    if (name, family) not in out:
+                        out.append((name, family))
+    return out
+
+
+def set_proxy(address: str, ifname: str, present: bool) -> None:
+    """A proxy ARP (IPv4) or NDP (IPv6) entry: the host answers for ``address`` on
+    ``ifname``, as OpenVZ's venet does, so the routed container is reachable there."""
+    family = 10 if ":" in address else 2
+    with _ipr() as ipr:
+        idx = link_index(ipr, ifname)
+        if idx is None:
+            return
+        try:
+            ipr.neigh("add" if present else "del", dst=address, ifindex=idx, family=family,
+                      flags=NTF_PROXY)
+        except Exception as exc:
+            if _code(exc) not in (errno.EEXIST, errno.ENOENT, errno.ESRCH):
+                raise _fail(f"cannot {'add' if present else 'remove'} the proxy entry "
+                            f"{address} on {ifname}", exc) from exc
+
+
+def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str,
+                  address6: str | None = None) -> None:
+    """Routed mode: a veth with no bridge.  The host end holds ``gateway``/32 (and
+    fe80::1) and host routes to the container's /32 (and /128); inside, those
+    addresses and default routes via the gateways, reached on-link."""
     peer = f"{host_name}p"[:15]
     with _ipr() as ipr:
         try:
@@ -174,8 +209,11 @@ def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str
             idx = link_index(ipr, host_name)
             ipr.link("set", index=link_index(ipr, peer), net_ns_pid=pid)
             ipr.addr("add", index=idx, address=gateway, prefixlen=32)
+            ipr.addr("add", index=idx, address=GATEWAY6_LL, prefixlen=64, flags=0x02)
             ipr.link("set", index=idx, state="up")
             ipr.route("add", dst=f"{address}/32", oif=idx)
+            if address6:
+                ipr.route("add", dst=f"{address6}/128", oif=idx, family=10)
         except Exception as exc:
             delete_link(host_name)
             raise _fail(f"cannot wire veth {host_name}", exc) from exc
@@ -185,9 +223,13 @@ def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str
             pidx = link_index(inner, peer)
             inner.link("set", index=pidx, ifname="eth0")
             inner.addr("add", index=pidx, address=address, prefixlen=32)
+            if address6:
+                inner.addr("add", index=pidx, address=address6, prefixlen=128, flags=0x02)
             inner.link("set", index=pidx, state="up")
             inner.route("add", dst=f"{gateway}/32", oif=pidx, scope=253)  # RT_SCOPE_LINK
             inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=pidx)
+            if address6:
+                inner.route("add", dst="::/0", gateway=GATEWAY6_LL, oif=pidx, family=10)
         except Exception as exc:
             raise _fail("cannot configure eth0 in the container", exc) from exc
 

@@ -67,14 +67,17 @@ def build_ruleset(table: str, networks: list[dict[str, Any]],
     for net in networks:
         subnet, bridge = net["subnet"], net["bridge"]
         if bridge is None:  # routed: no bridge to name, match the addresses instead
-            cmds.append(_rule(table, "postrouting", [
-                _match(_payload("ip", "saddr"), _prefix(subnet)),
-                _match(_payload("ip", "daddr"), _prefix(subnet), "!="),
-                {"masquerade": None}]))
-            for field in ("saddr", "daddr"):
-                cmds.append(_rule(table, "forward", [_match(_payload("ip", field),
-                                                            _prefix(subnet)),
-                                                     {"accept": None}]))
+            for proto, net_ in (("ip", subnet), ("ip6", net.get("routed6"))):
+                if not net_:
+                    continue
+                cmds.append(_rule(table, "postrouting", [
+                    _match(_payload(proto, "saddr"), _prefix(net_)),
+                    _match(_payload(proto, "daddr"), _prefix(net_), "!="),
+                    {"masquerade": None}]))
+                for field in ("saddr", "daddr"):
+                    cmds.append(_rule(table, "forward", [_match(_payload(proto, field),
+                                                                _prefix(net_)),
+                                                         {"accept": None}]))
             continue
         # Traffic leaving the host from a container gets the host's address
         # (IPv4, and IPv6 from the network's unique-local prefix).
