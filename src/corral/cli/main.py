@@ -40,13 +40,7 @@ def _parser() -> Any:
     tb.add_argument("kind")
     tb.add_argument("--name", help="template name (default: the kind)")
     tb.add_argument("--force", action="store_true", help="rebuild if it exists")
-    tl = tsub.add_parser("list", help="list templates")
-    tl.add_argument("--json", action="store_true")
-    ti = tsub.add_parser("info", help="show a template")
-    ti.add_argument("name")
-    ti.add_argument("--json", action="store_true")
-    tr = tsub.add_parser("remove", help="remove an unused template")
-    tr.add_argument("name")
+    _list_info_remove(tsub, "template", "remove")
 
     c = cmd("create", "create a container from a template")
     c.add_argument("name")
@@ -120,17 +114,22 @@ def _parser() -> Any:
     nsub.required = True
     nc = nsub.add_parser("create", help="create a network (bridge, subnet, NAT)")
     nc.add_argument("name")
-    nl = nsub.add_parser("list", help="list networks")
-    nl.add_argument("--json", action="store_true")
-    ni = nsub.add_parser("info", help="show a network")
-    ni.add_argument("name")
-    ni.add_argument("--json", action="store_true")
-    nd = nsub.add_parser("delete", help="delete an unused network")
-    nd.add_argument("name")
+    _list_info_remove(nsub, "network", "delete")
 
     d = cmd("doctor", "find (and remove) leftovers of crashed operations")
     d.add_argument("--fix", action="store_true")
     return p
+
+
+def _list_info_remove(sub: Any, noun: str, remove_verb: str) -> None:
+    """The list / info / remove actions every managed noun has."""
+    lst = sub.add_parser("list", help=f"list {noun}s")
+    lst.add_argument("--json", action="store_true")
+    info = sub.add_parser("info", help=f"show a {noun}")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true")
+    rm = sub.add_parser(remove_verb, help=f"{remove_verb} an unused {noun}")
+    rm.add_argument("name")
 
 
 def _limit_args(p: Any) -> None:

@@ -119,21 +119,30 @@ def host_networks() -> list[str]:
     return out
 
 
+def _veth_into(ipr: Any, host_name: str, mac: str, pid: int) -> tuple[int, str]:
+    """A veth pair whose peer (MAC ``mac``) is moved into the network namespace of
+    ``pid``; returns the host end's index and the peer's (temporary) name."""
+    peer = f"{host_name}p"[:15]
+    try:
+        ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer, "address": mac})
+    except Exception as exc:
+        raise _fail(f"cannot create veth {host_name}", exc) from exc
+    try:
+        ipr.link("set", index=link_index(ipr, peer), net_ns_pid=pid)
+    except Exception as exc:
+        delete_link(host_name)
+        raise _fail(f"cannot move veth {peer} into the container", exc) from exc
+    return link_index(ipr, host_name), peer
+
+
 def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
                 addresses: list[str], gateways: list[str], inner_name: str = "eth0") -> None:
     """A veth pair: ``host_name`` on the host (on ``bridge`` if given), ``inner_name``
     in the network namespace of ``pid`` with ``addresses`` and default routes via
     ``gateways``."""
-    peer = f"{host_name}p"[:15]
     with _ipr() as ipr:
+        idx, peer = _veth_into(ipr, host_name, mac, pid)
         try:
-            ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer, "address": mac})
-        except Exception as exc:
-            raise _fail(f"cannot create veth {host_name}", exc) from exc
-        try:
-            idx = link_index(ipr, host_name)
-            pidx = link_index(ipr, peer)
-            ipr.link("set", index=pidx, net_ns_pid=pid)
             if bridge is not None:
                 ipr.link("set", index=idx, master=link_index(ipr, bridge))
             ipr.link("set", index=idx, state="up")
@@ -199,15 +208,9 @@ def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str
     """Routed mode: a veth with no bridge.  The host end holds ``gateway``/32 (and
     fe80::1) and host routes to the container's /32 (and /128); inside, those
     addresses and default routes via the gateways, reached on-link."""
-    peer = f"{host_name}p"[:15]
     with _ipr() as ipr:
+        idx, peer = _veth_into(ipr, host_name, mac, pid)
         try:
-            ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer, "address": mac})
-        except Exception as exc:
-            raise _fail(f"cannot create veth {host_name}", exc) from exc
-        try:
-            idx = link_index(ipr, host_name)
-            ipr.link("set", index=link_index(ipr, peer), net_ns_pid=pid)
             ipr.addr("add", index=idx, address=gateway, prefixlen=32)
             ipr.addr("add", index=idx, address=GATEWAY6_LL, prefixlen=64, flags=0x02)
             ipr.link("set", index=idx, state="up")
