@@ -151,3 +151,12 @@ def test_list_json(corral: Corral) -> None:
     assert items["l2"]["state"] == "stopped" and items["l2"]["pid"] is None
     assert items["l1"]["processes"] >= 3
     assert items["l1"]["memory_bytes"] > 0
+
+
+def test_exec_tty_is_the_containers_own_pty(corral: Corral) -> None:
+    corral("create", "t1", "--template", "tiny", "--net", "none", "--start")
+    p = corral.run("exec", "t1", "-t", "--", "sh", "-c", "tty; stty size; exit 5", check=False)
+    out = p.stdout.replace("\r", "").splitlines()
+    assert p.returncode == 5 and out[0] == "/dev/pts/0", p.stdout
+    # the terminal is on the container's own devpts, not a host pty
+    assert corral("exec", "t1", "--", "ls", "/dev/pts").split() == ["ptmx"]

@@ -231,6 +231,11 @@ def cmd_info(host: Any, args: Any) -> int:
     i = dict(i)
     limits = i.pop("limits")
     i["memory_bytes"] = render.human_size(i["memory_bytes"])
+    import time as _time
+
+    for key in ("created", "started"):
+        if i.get(key):
+            i[key] = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(i[key]))
     print(render.keyvalue(i))
     s = host.stats(args.name)
     h = render.human_size

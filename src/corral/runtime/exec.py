@@ -38,24 +38,33 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
         raise InvalidStateError("the container's init is gone", hint="Start it again.")
     procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs]
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    master = slave = -1
+    # -t: the terminal is made inside the container, on its own devpts (as LXC
+    # does), so the command sees a tty it can name and no host pty reaches it;
+    # the child hands the master end back over this socket.
+    pty_sock = None
     if spec.tty:
-        master, slave = os.openpty()
-        os.set_inheritable(slave, False)
+        import socket
+
+        pty_sock = socket.socketpair()
     ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
-        _child(pidfd, procs, err_w, slave, master, spec)
+        _child(pidfd, procs, err_w, pty_sock[1].fileno() if pty_sock else -1, spec)
     os.close(err_w)
     for fd in procs:
         os.close(fd)
     os.close(pidfd)
     try:
-        if spec.tty:
-            os.close(slave)
-            _relay(master, pid)
+        if pty_sock is not None:
+            import socket
+
+            pty_sock[1].close()
+            _, fds, _, _ = socket.recv_fds(pty_sock[0], 1, 1)
+            pty_sock[0].close()
+            if fds:  # none if the child failed before making the terminal
+                _relay(fds[0], pid)
         msg = os.read(err_r, 4096)
         os.close(err_r)
         _, status = os.waitpid(pid, 0)
@@ -70,14 +79,19 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
     return 128 + os.WTERMSIG(status)
 
 
-def _child(pidfd: int, procs: list[int], err_w: int, slave: int, master: int,
-           spec: ExecSpec) -> None:
+TIOCGPTPEER = 0x5441  # open the slave of a master without a path lookup (Linux 4.13)
+TIOCSPTLCK = 0x40045431
+
+
+def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSpec) -> None:
     # Everything this child needs must be imported before setns: afterwards
     # the container's root is its root, and Python's library is not there.
     from corral.linux import caps
 
     if spec.tty:
         import fcntl
+        import socket
+        import struct
         import termios
 
     step = "joining the container"
@@ -88,6 +102,11 @@ def _child(pidfd: int, procs: list[int], err_w: int, slave: int, master: int,
         step = "resolving the user"
         uid, gid, home, groups = _resolve_user(spec.user)
         if spec.tty:
+            step = "making a terminal in the container"
+            master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+            fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+            slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+            socket.send_fds(socket.socket(fileno=pty_sock), [b"m"], [master])
             os.close(master)
             os.setsid()
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
