@@ -234,3 +234,16 @@ def test_two_networks(corral: Corral) -> None:
                                           "-W", "2", only6)
     p = corral.run("network", "delete", "backend", check=False)
     assert p.returncode != 0 and "used by" in p.stderr
+
+
+def test_network_subnet_and_bridge_configurable(corral: Corral) -> None:
+    corral("network", "create", "lab", "--subnet", "10.199.77.0/24", "--bridge", "crtestlab0")
+    info = corral.json("network", "info", "lab")
+    assert info["subnet"] == "10.199.77.0/24" and info["bridge"] == "crtestlab0"  # type: ignore[index]
+    corral("create", "l1", "--template", "tiny", "--network", "lab")
+    assert ip_of(corral, "l1") == "10.199.77.2"
+    for args, text in ((("overlap", "--subnet", "10.199.77.128/25"), "overlaps"),
+                       (("bad", "--subnet", "nonsense"), "invalid --subnet"),
+                       (("lab",), "already exists")):
+        p = corral.run("network", "create", *args, check=False)
+        assert p.returncode != 0 and text in p.stderr, p.stderr

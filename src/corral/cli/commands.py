@@ -397,7 +397,7 @@ def cmd_top(host: Any, args: Any) -> int:
 
 def cmd_network(host: Any, args: Any) -> int:
     if args.ncommand == "create":
-        n = host.network_create(args.name)
+        n = host.network_create(args.name, subnet=args.subnet, bridge=args.bridge)
         print(f"network '{n['name']}': bridge {n['bridge']}, {n['subnet']}, {n['subnet6']}")
     elif args.ncommand == "list":
         items = host.network_list()

@@ -114,6 +114,9 @@ def _parser() -> Any:
     nsub.required = True
     nc = nsub.add_parser("create", help="create a network (bridge, subnet, NAT)")
     nc.add_argument("name")
+    nc.add_argument("--subnet", metavar="CIDR",
+                    help="IPv4 subnet (default: a free /24 in 10.200.0.0/13)")
+    nc.add_argument("--bridge", metavar="IFNAME", help="bridge name (default: derived)")
     _list_info_remove(nsub, "network", "delete")
 
     d = cmd("doctor", "find (and remove) leftovers of crashed operations")

@@ -290,12 +290,18 @@ class Host:
 
         return network.list_networks(self.net)
 
-    def network_create(self, name: str) -> dict[str, Any]:
+    def network_create(self, name: str, *, subnet: str | None = None,
+                       bridge: str | None = None) -> dict[str, Any]:
         from corral import network
+        from corral.errors import ConflictError
         from corral.model import validate_name
 
         validate_name(name, "network")
-        return network.ensure_network(self.net, name)
+        if any(n["name"] == name for n in self.network_list()):
+            raise ConflictError(f"network '{name}' already exists")
+        if bridge is not None:
+            network.validate_bridge_name(bridge)
+        return network.ensure_network(self.net, name, subnet=subnet, bridge=bridge)
 
     def network_info(self, name: str) -> dict[str, Any]:
         for n in self.network_list():

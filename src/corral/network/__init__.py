@@ -171,7 +171,8 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
 
 # -- networks -----------------------------------------------------------------------------
 
-def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
+def ensure_network(ctx: NetContext, network: str = DEFAULT, *, subnet: str | None = None,
+                   bridge: str | None = None) -> dict[str, Any]:
     """The network's record, creating its subnet, bridge and rules when missing.
 
     The common case -- record and bridge present -- reads one file and checks
@@ -195,13 +196,16 @@ def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
                 taken = [ipaddress.ip_network(n, strict=False) for n in netlink.host_networks()
                          if ":" not in n]
                 taken += _recorded_subnets(ctx)
-                subnet = ipam.pick_subnet(ctx.seed(network), taken)
+                if subnet is not None:
+                    chosen = _explicit_subnet(subnet, taken)
+                else:
+                    chosen = ipam.pick_subnet(ctx.seed(network), taken)
                 prefix6 = ipam.ula_prefix(ctx.seed(network))
                 routed = network == ROUTED
                 rec = {"name": network, "mode": "routed" if routed else "bridge",
-                       "bridge": None if routed else bridge_name(ctx, network),
-                       "subnet": str(subnet),
-                       "gateway": ROUTED_GATEWAY if routed else ipam.gateway(subnet),
+                       "bridge": None if routed else (bridge or bridge_name(ctx, network)),
+                       "subnet": str(chosen),
+                       "gateway": ROUTED_GATEWAY if routed else ipam.gateway(chosen),
                        "subnet6": str(prefix6), "gateway6": ipam.gateway(prefix6),
                        "leases": {}, "forwards": {}}
                 _bring_up(rec)
@@ -210,6 +214,36 @@ def ensure_network(ctx: NetContext, network: str = DEFAULT) -> dict[str, Any]:
             _bring_up(rec)
     _apply_rules(ctx)
     return rec
+
+
+def _explicit_subnet(text: str, taken: list[Any]) -> Any:
+    import ipaddress
+
+    from corral.errors import ConflictError
+
+    try:
+        net = ipaddress.IPv4Network(text)
+    except ValueError:
+        raise ValidationError(f"invalid --subnet '{text}'",
+                              hint="Give an IPv4 network such as 10.210.0.0/24.") from None
+    if not 16 <= net.prefixlen <= 29:
+        raise ValidationError(f"--subnet {text}: use a prefix between /16 and /29")
+    clash = next((t for t in taken if net.overlaps(t)), None)
+    if clash is not None:
+        raise ConflictError(f"--subnet {text} overlaps {clash}, already routed on this host",
+                            hint="Choose another subnet.")
+    return net
+
+
+def validate_bridge_name(name: str) -> str:
+    if not (0 < len(name) <= 15 and all(c.isalnum() or c in "-_." for c in name)):
+        raise ValidationError(f"invalid bridge name '{name}'",
+                              hint="Use at most 15 letters, digits, '-', '_' or '.'.")
+    if os.path.exists(f"/sys/class/net/{name}"):
+        from corral.errors import ConflictError
+
+        raise ConflictError(f"a network interface named {name} already exists")
+    return name
 
 
 def _bring_up(rec: dict[str, Any]) -> None:
