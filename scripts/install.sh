@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs)
+pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs e2fsprogs util-linux)
 if [ "$with_tests" = 1 ]; then
     # peers measured side by side in bench/, and tools the tests use
     pkgs+=(runc crun lxc)
