@@ -238,8 +238,7 @@ def cmd_info(host: Any, args: Any) -> int:
             i[key] = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(i[key]))
     print(render.keyvalue(i))
     s = host.stats(args.name)
-    h = render.human_size
-    lim = (lambda v: "max" if v in (-1, None) else h(v))
+    h, lim = render.human_size, render.limit_size
     rows = [
         ("cpu", f"{s['cpu_seconds']:.2f} s", "max" if limits.get("cpus", -1) == -1
          else f"{limits['cpus']} CPUs"),
@@ -318,8 +317,7 @@ _STATS_COLUMNS = ("NAME", "STATE", "CPU s", "MEMORY", "MEM LIMIT", "SWAP", "PIDS
 
 
 def _stats_row(s: dict[str, Any]) -> tuple[Any, ...]:
-    h = render.human_size
-    lim = (lambda v: "max" if v == -1 else h(v))
+    h, lim = render.human_size, render.limit_size
     return (s["name"], s["state"], f"{s['cpu_seconds']:.2f}", h(s["memory_bytes"]),
             lim(s["memory_limit_bytes"]), h(s["swap_bytes"]),
             f"{s['pids']}/{'max' if s['pids_limit'] == -1 else s['pids_limit']}",
@@ -372,8 +370,7 @@ def cmd_top(host: Any, args: Any) -> int:
             table = render.table(
                 ("NAME", "STATE", "CPU%", "MEMORY", "MEM LIMIT", "PIDS", "NET RX/TX"),
                 [(s["name"], s["state"], f"{pct:5.1f}", render.human_size(s["memory_bytes"]),
-                  "max" if s["memory_limit_bytes"] == -1
-                  else render.human_size(s["memory_limit_bytes"]), s["pids"],
+                  render.limit_size(s["memory_limit_bytes"]), s["pids"],
                   f"{render.human_size(s['net_rx_bytes'])}/"
                   f"{render.human_size(s['net_tx_bytes'])}") for pct, s in rows])
             if interactive:

@@ -20,6 +20,11 @@ def human_size(n: float | None) -> str:
     return f"{n:.1f} TiB"
 
 
+def limit_size(n: float | None) -> str:
+    """A size limit: -1 (or unset) is "max"."""
+    return "max" if n in (-1, None) else human_size(n)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

@@ -22,6 +22,7 @@ from corral.errors import NotFoundError, ValidationError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ipaddress
     from typing import Any
 
 # ipaddress, the records (ipam) and the rules (nft: subprocess, json) are

@@ -16,7 +16,6 @@ from corral.linux import ns
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
 
