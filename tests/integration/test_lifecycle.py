@@ -101,6 +101,8 @@ def test_exec_sees_only_safe_fds_and_caps(corral: Corral) -> None:
     bnd = int([ln for ln in status.splitlines() if ln.startswith("CapBnd")][0].split()[1], 16)
     assert not bnd & (1 << 21), "CAP_SYS_ADMIN must not be in the bounding set"
     assert not bnd & (1 << 16), "CAP_SYS_MODULE must not be in the bounding set"
+    assert "NoNewPrivs:\t1" in status
+    assert "CapAmb:\t0000000000000000" in status and "CapInh:\t0000000000000000" in status
     p = corral.run("exec", "e2", "--", "sh", "-c", "echo 1 > /proc/sys/kernel/ostype", check=False)
     assert p.returncode != 0
     p = corral.run("exec", "e2", "--", "cat", "/proc/kcore", check=False)

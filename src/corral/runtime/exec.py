@@ -116,6 +116,9 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
         os.closerange(err_w + 1, 1 << 20)
         step = "dropping privileges"
         caps.drop_bounding(caps.cap_numbers(spec.caps))
+        # An exec'd command never gains privileges through setuid binaries or file
+        # capabilities (the container's init, a full system, may still use su).
+        ns.prctl(ns.PR_SET_NO_NEW_PRIVS, 1)
         os.setgroups(groups)
         os.setgid(gid)
         os.setuid(uid)
