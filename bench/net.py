@@ -17,12 +17,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-CORRAL = str(Path(sys.executable).parent / "corral")
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import Root  # noqa: E402
 
 
 def sink_server(host: str) -> tuple[socket.socket, int]:
@@ -103,11 +103,8 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=512)
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="corral-netbench-"))
-    c = [CORRAL, "--root", str(root)]
-
-    def corral(*a: str) -> str:
-        return subprocess.run([*c, *a], check=True, capture_output=True, text=True).stdout
+    corral = Root("corral-netbench-")
+    root, c = corral.path, corral.argv
 
     try:
         corral("template", "build", "tiny")

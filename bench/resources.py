@@ -17,11 +17,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-CORRAL = str(Path(sys.executable).parent / "corral")
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import Root  # noqa: E402
 WORKLOADS = {
     "cpu-bound (awk loop)": "awk 'BEGIN { for (i = 0; i < 4000000; i++) s += i * i }'",
     "memory-bound (dd 1 MiB blocks)": "dd if=/dev/zero of=/dev/null bs=1048576 count=40000",
@@ -40,11 +40,8 @@ def main() -> None:
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="corral-resbench-"))
-    c = [CORRAL, "--root", str(root)]
-
-    def corral(*a: str) -> str:
-        return subprocess.run([*c, *a], check=True, capture_output=True, text=True).stdout
+    corral = Root("corral-resbench-")
+    root, c = corral.path, corral.argv
 
     names: list[str] = []
     try:

@@ -99,20 +99,24 @@ def _kernel_mkdir(path: Path, files: dict[str, str]) -> None:
             (path / name).write_text(content)
 
 
+def _mkdir_like_the_kernel(monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> None:
+    """mkdir in the fake tree makes the interface files, as cgroupfs does."""
+    real_mkdir = fs.os.mkdir
+
+    def mkdir(path: str, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        _kernel_mkdir(Path(path), files)
+
+    monkeypatch.setattr(fs.os, "mkdir", mkdir)
+
+
 @pytest.fixture
 def v2_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "cgroup"
     _kernel_mkdir(root, {k: v for k, v in V2_FILES.items() if k not in ("cgroup.kill",
                                                                          "cgroup.freeze")})
     _kernel_mkdir(root / "init.scope", V2_FILES)
-    # mkdir in the fake tree makes the interface files, as the kernel does
-    real_mkdir = fs.os.mkdir
-
-    def mkdir(path: str, mode: int = 0o777) -> None:
-        real_mkdir(path, mode)
-        _kernel_mkdir(Path(path), V2_FILES)
-
-    monkeypatch.setattr(fs.os, "mkdir", mkdir)
+    _mkdir_like_the_kernel(monkeypatch, V2_FILES)
     return root
 
 
@@ -183,13 +187,7 @@ def v1_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         _kernel_mkdir(root / ctrl, V1_FILES)
     (root / "cpuset" / "cpuset.cpus").write_text("0-3\n")
     (root / "cpuset" / "cpuset.mems").write_text("0\n")
-    real_mkdir = fs.os.mkdir
-
-    def mkdir(path: str, mode: int = 0o777) -> None:
-        real_mkdir(path, mode)
-        _kernel_mkdir(Path(path), V1_FILES)
-
-    monkeypatch.setattr(fs.os, "mkdir", mkdir)
+    _mkdir_like_the_kernel(monkeypatch, V1_FILES)
     return root
 
 
