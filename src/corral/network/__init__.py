@@ -501,12 +501,18 @@ def detach(ctx: NetContext, container: str, state: dict[str, Any]) -> None:
     """Undo ``attach`` from its NetState alone; idempotent."""
     from corral.network import ipam
 
-    from corral.network import netlink
+    # The kernel removes a veth pair with the container's network namespace, so
+    # after a stop there is usually nothing left: look in /sys before paying for
+    # pyroute2's import.
+    leftovers = [i["host_if"] for i in state.get("interfaces", [])
+                 if os.path.exists(f"/sys/class/net/{i['host_if']}")]
+    if leftovers or state.get("proxy"):
+        from corral.network import netlink
 
-    for iface in state.get("interfaces", []):
-        netlink.delete_link(iface["host_if"])
-    for addr, uplink in state.get("proxy", []):
-        netlink.set_proxy(addr, uplink, False)
+        for name in leftovers:
+            netlink.delete_link(name)
+        for addr, uplink in state.get("proxy", []):
+            netlink.set_proxy(addr, uplink, False)
     changed = False
     for rec in _records(ctx):
         if container in rec.get("forwards", {}) or container in rec.get("isolated", {}):
