@@ -188,10 +188,28 @@ def cmd_start(host: Any, args: Any) -> int:
 
 
 def cmd_stop(host: Any, args: Any) -> int:
-    def one(name: str) -> None:
-        host.stop(name, timeout=args.timeout)
-        print(f"container '{name}' stopped")
-    return _each(_select(host, args), "stop", _tolerant(args, one), args.parallel)
+    """One container: stop it.  Several: signal all, wait for all at once (--parallel is
+    not needed: the waiting is shared), then report every failure at the end."""
+    names = _select(host, args)
+    if len(names) == 1 and not (args.all or any(c in args.names[0] for c in "*?[")):
+        host.stop(names[0], timeout=args.timeout)
+        print(f"container '{names[0]}' stopped")
+        return 0
+    from corral.errors import InvalidStateError
+
+    tolerant = args.all or any(c in n for n in args.names for c in "*?[")
+    failed = [(n, e) for n, e in host.stop_many(names, timeout=args.timeout)
+              if not (tolerant and isinstance(e, InvalidStateError))]  # already stopped
+    for name in names:
+        if name not in {n for n, _ in failed}:
+            print(f"container '{name}' stopped")
+    for name, exc in failed:
+        sys.stderr.write(f"corral: {name}: {exc}\n")
+    if failed:
+        sys.stderr.write(f"corral: stop failed for {len(failed)} of {len(names)}: "
+                         f"{', '.join(n for n, _ in failed)}\n")
+        return max(getattr(e, "exit_code", 1) for _, e in failed)
+    return 0
 
 
 def cmd_restart(host: Any, args: Any) -> int:

@@ -203,6 +203,11 @@ class Host:
 
         lifecycle.stop(self, name, timeout=timeout)
 
+    def stop_many(self, names: list[str], timeout: float = 10.0) -> list[tuple[str, Any]]:
+        from corral.host import lifecycle
+
+        return lifecycle.stop_many(self, names, timeout=timeout)
+
     def restart(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
         from corral.host import lifecycle
 
