@@ -1,19 +1,57 @@
 #!/usr/bin/env python3
-"""Density: K busybox servers at once, Corral vs LXC, in one run.
+"""Density: K busybox servers at once, Corral vs LXC, crun and runc, in one run.
 
-    sudo .venv/bin/python bench/density.py --counts 50,200 [--peers corral,lxc]
+    sudo .venv/bin/python bench/density.py --counts 50,200 [--peers corral,lxc,crun,runc]
 
-Each container runs the tiny template's busybox init with its syslogd and crond
-(the "idle services") and has its own address on a bridge.  For each K and peer:
-time to start all, list all, read stats of all (Corral), stop all and destroy
-all; host memory per container (MemAvailable delta, and the kernel's own Slab,
-PageTables and KernelStack deltas, divided by K) and the part of it beyond the
-containers' own processes (delta minus the payload's RSS).  Ratios are to LXC.
+Every peer runs the same payload: the tiny template's busybox init with its
+syslogd, crond (the "idle service") and console-getty (a sleep when there is
+no terminal), on the tiny template's rootfs with a private overlay upper per
+container, each container with its own address on a bridge.  For each K and
+peer, one after the other in the same run, it measures the time to start all,
+list all, read the stats of all, stop all (clean shutdown, killed after 5 s)
+and destroy all, and the host's memory per container:
 
-LXC runs the same rootfs (overlay over the tiny template's tree, a private upper
-per container) with veth on a bridge this script creates (`lxcbench0`,
-10.198.0.0/16); nothing is sent anywhere.  Everything made is removed at the
-end, also on Ctrl-C.
+* ``MB/ct``: MemAvailable before creating minus MemAvailable with all running
+  (2 s after the last start; caches are never dropped), divided by K.  Free
+  pages parked on the kernel's per-CPU lists (/proc/zoneinfo ``count:``) are
+  added to MemAvailable: they are free but not counted in MemFree, and after a
+  burst of process exits (every CLI call is one) they hold 100+ MB here,
+  draining over ~30 s, which would be charged to whichever peer ran most
+  processes;
+* ``kern MB/ct``: the same delta of Slab + PageTables + KernelStack;
+* ``over MB/ct``: the MemAvailable delta minus what the containers' own
+  processes use, divided by K: memory beyond the payload.  The payload is
+  counted by PSS (its RSS with pages shared by several processes split among
+  them); a plain RSS sum would count busybox's text once per process and the
+  difference would go negative.  Both are printed.
+
+Peers, with the parallelism of Corral's commands (start 8, stop 16, destroy 8):
+
+* corral: a fresh state root per K; ``create`` K times (not timed), ``start
+  --all --parallel 8``, ``list --json``, ``stats --all --json``, ``stop --all
+  --parallel 16 --timeout 5``, ``destroy --all --parallel 8``, then ``network
+  delete default``.  Default networking (own bridge of the root), no limits.
+* lxc: ``lxc-start -d`` / ``lxc-ls --running`` / ``lxc-info -S`` / ``lxc-stop
+  -t 5`` per container, destroy = removing its directory; overlay rootfs,
+  veth on ``lxcbench0`` (a bridge this script makes: 10.198.0.1/16, no NAT;
+  its containers get no default route, so nothing leaves the bridge).
+* crun and runc: ``run -d`` of a bundle per container (cgroupfs, the
+  runtime's own state dir, overlay root mounted in a private mount namespace
+  so the host's mount table is untouched), then a veth on ``lxcbench0`` made
+  by this script (``ip`` / ``nsenter``), counted in the start time; stop =
+  ``kill USR2`` to every init (busybox power-off; the bundles keep
+  CAP_SYS_BOOT, as Corral and LXC do, so the init can end its PID namespace),
+  wait for all (5 s), ``kill KILL`` to the rest;
+  destroy = ``delete`` and removing the bundle.  crun 1.8 refuses this host's
+  hybrid cgroups, so its ``run`` happens in a private mount namespace where
+  /sys/fs/cgroup/unified is unmounted (only there).  Bare runtimes have no
+  stats command except ``runc events --stats`` (per container); for crun it
+  is n/a.
+
+Everything made is removed at the end, also on Ctrl-C / SIGTERM / SIGHUP:
+containers, bundles, cgroups below this run's own parents, the links it made,
+the temporary directory; only processes it started are killed.  Ratios are
+to LXC.  The machine is shared and noisy: compare ratios, not absolutes.
 """
 
 from __future__ import annotations
@@ -21,32 +59,126 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 CORRAL = str(Path(sys.executable).parent / "corral")
 BRIDGE = "lxcbench0"
+BRIDGE_ADDR = "10.198.0.1/16"
+TAG = f"{os.getpid() & 0xFFFF:04x}"  # names this run's containers, cgroups and links
+PAR_START, PAR_STOP, PAR_DESTROY = 8, 16, 8
+STOP_TIMEOUT = 5.0
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+MB = 2**20
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(*argv: str, input: str | None = None, check: bool = True,
+        timeout: float | None = 120) -> str:
+    p = subprocess.run(argv, check=False, input=input, capture_output=True, text=True,
+                       timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise BenchError(f"{shlex.join(argv)}: exit {p.returncode}: "
+                         f"{(p.stderr or p.stdout).strip()[-400:]}")
+    return p.stdout
+
+
+def quiet(*argv: str) -> None:
+    """Best effort (cleanup): never raises."""
+    try:
+        subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def parallel(fn: Callable[[Any], Any], items: Iterable[Any], n: int) -> None:
+    """fn over items in n threads; the first error is raised once the running
+    calls have returned, and calls not yet begun are dropped (also on Ctrl-C)."""
+    ex = ThreadPoolExecutor(n)
+    try:
+        for f in [ex.submit(fn, i) for i in items]:
+            f.result()
+    except BaseException:
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# ---- memory ---------------------------------------------------------------------------
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def pcp_free() -> int:
+    """Bytes of free pages on the per-CPU page lists of every zone."""
+    total = 0
+    with open("/proc/zoneinfo") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "count:":
+                total += int(parts[1])
+    return total * PAGE
 
 
 def meminfo() -> dict[str, int]:
+    """/proc/meminfo in bytes, plus ``Available``: MemAvailable + per-CPU free pages."""
+    try:
+        with open("/proc/sys/vm/stat_refresh") as f:  # fold per-CPU counter deltas in
+            f.read()
+    except OSError:
+        pass
     out = {}
     with open("/proc/meminfo") as f:
         for line in f:
             k, _, v = line.partition(":")
             out[k] = int(v.split()[0]) * 1024
+    out["PcpFree"] = pcp_free()
+    out["Available"] = out["MemAvailable"] + out["PcpFree"]
     return out
 
 
-def payload_rss(marker: str) -> int:
-    """Proportional set size (shared pages split among their users) of every process
-    whose cgroup path contains ``marker``: what the payload itself costs."""
-    total = 0
+def settled_meminfo(limit: float = 20.0) -> dict[str, int]:
+    """meminfo() once Available moves less than 4 MB in a second (the kernel
+    frees namespaces and slabs of the previous peer asynchronously), at most
+    ``limit`` seconds."""
+    prev = meminfo()
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        time.sleep(1)
+        cur = meminfo()
+        if abs(cur["Available"] - prev["Available"]) < 4 * MB:
+            return cur
+        prev = cur
+    return prev
+
+
+def payload(marker: str) -> tuple[int, int, int]:
+    """(RSS, PSS, count) of every process whose cgroup path contains ``marker``."""
+    rss = pss = n = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -56,210 +188,577 @@ def payload_rss(marker: str) -> int:
                     continue
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+            n += 1
         except OSError:
             continue
-    return total
+    return rss, pss, n
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def proc_start(pid: int) -> int | None:
+    """Start time of a live (not zombie) process, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
-def run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+def cgroup_hierarchies() -> list[Path]:
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return [CGROUP_ROOT]  # pure v2
+    return [p for p in CGROUP_ROOT.iterdir() if p.is_dir() and not p.is_symlink()]
 
 
-class CorralPeer:
-    name = "corral"
+def rmdir_tree(path: Path) -> bool:
+    """Remove an empty cgroup tree bottom-up (rmdir only: a cgroup that still
+    has processes stays).  True when it is gone."""
+    if not path.is_dir():
+        return True
+    for child in path.iterdir():
+        if child.is_dir():
+            rmdir_tree(child)
+    for _ in range(20):
+        try:
+            path.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def link_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
+
+
+# ---- peers ----------------------------------------------------------------------------
+
+class Peer:
+    name = ""
+    stats_how = ""
 
     def __init__(self, work: Path, k: int) -> None:
-        self.root = work / "corral"
+        self.work = work
         self.k = k
+        self.notes: list[str] = []
+
+    def prepare(self) -> None: ...
+    def start(self) -> None: ...
+    def list(self) -> None: ...
+    def stats(self) -> None: raise NotImplementedError
+    def marker(self) -> str: raise NotImplementedError
+    def stop(self) -> None: ...
+    def destroy(self) -> None: ...
+    def post(self) -> None: ...  # after destroy, not timed
+    def cleanup(self) -> None: ...
+
+
+class CorralPeer(Peer):
+    name = "corral"
+    stats_how = "stats --all --json"
+
+    def __init__(self, work: Path, k: int) -> None:
+        super().__init__(work, k)
+        self.root = work / f"corral-{k}"
         self.c = [CORRAL, "--root", str(self.root)]
+        self.id: str | None = None
+        try:
+            from corral.host import root_id  # names the root's cgroups, bridge, nft table
+            self.id = root_id(str(self.root))
+        except ImportError:
+            log("corral.host.root_id not importable: the id comes from `list --json`")
 
     def prepare(self) -> None:
         run(*self.c, "template", "build", "tiny")
-        with ThreadPoolExecutor(8) as ex:  # creating is not what is measured
-            list(ex.map(lambda i: run(*self.c, "create", f"c{i}", "--template", "tiny"),
-                        range(self.k)))
+        parallel(lambda i: run(*self.c, "create", f"c{i}", "--template", "tiny"),
+                 range(self.k), 8)
 
     def start(self) -> None:
-        run(*self.c, "start", "--all", "--parallel", "8")
+        run(*self.c, "start", "--all", "--parallel", str(PAR_START), timeout=600)
 
     def list(self) -> None:
         items = json.loads(run(*self.c, "list", "--json"))
-        assert sum(i["state"] == "running" for i in items) == self.k
+        running = sum(i["state"] == "running" for i in items)
+        if running != self.k:
+            raise BenchError(f"corral list: {running} running, expected {self.k}")
+        if items and not self.id:
+            self.id = items[0]["cgroup"].split("/")[0].removeprefix("corral-")
 
     def stats(self) -> None:
-        run(*self.c, "stats", "--all", "--json")
+        json.loads(run(*self.c, "stats", "--all", "--json"))
 
     def marker(self) -> str:
-        from corral.host import root_id
-
-        return f"/corral-{root_id(str(self.root))}/"
+        return f"/corral-{self.id}/"
 
     def stop(self) -> None:
-        run(*self.c, "stop", "--all", "--parallel", "16", "--timeout", "5")
+        run(*self.c, "stop", "--all", "--parallel", str(PAR_STOP), "--timeout",
+            str(int(STOP_TIMEOUT)), timeout=600)
 
     def destroy(self) -> None:
-        run(*self.c, "destroy", "--all", "--force", "--parallel", "8")
-        subprocess.run([*self.c, "network", "delete", "default"], capture_output=True)
+        run(*self.c, "destroy", "--all", "--parallel", str(PAR_DESTROY), timeout=600)
+
+    def post(self) -> None:
+        run(*self.c, "network", "delete", "default")
 
     def cleanup(self) -> None:
         if self.root.exists():
-            subprocess.run([*self.c, "destroy", "--all", "--force", "--parallel", "8"],
-                           capture_output=True)
-            subprocess.run([*self.c, "network", "delete", "default"], capture_output=True)
+            quiet(*self.c, "destroy", "--all", "--force", "--parallel", "8")
+            quiet(*self.c, "doctor", "--fix")
+            quiet(*self.c, "network", "delete", "default")
+            quiet(*self.c, "template", "remove", "tiny")
+        if not self.id:
+            return
+        # What corral should have removed itself: swept only by this root's id.
+        for h in cgroup_hierarchies():
+            cg = h / f"corral-{self.id}"
+            if cg.exists():
+                self.notes.append(f"leftover cgroup {cg} (removed: {rmdir_tree(cg)})")
+        br = f"cr{self.id}0"
+        if link_exists(br):
+            self.notes.append(f"leftover bridge {br}")
+            quiet("ip", "link", "del", br)
+        for line in run("nft", "list", "tables", check=False).splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == f"corral_{self.id}":
+                self.notes.append(f"leftover nft table {parts[1]} {parts[2]}")
+                quiet("nft", "delete", "table", parts[1], parts[2])
 
 
-class LxcPeer:
+class LxcPeer(Peer):
     name = "lxc"
+    stats_how = "lxc-info -S per container"
 
-    def __init__(self, work: Path, k: int, rootfs: Path) -> None:
-        self.path = work / "lxc"
-        self.k = k
+    def __init__(self, work: Path, k: int, rootfs: Path, net: str) -> None:
+        super().__init__(work, k)
+        self.path = work / f"lxc-{k}"
         self.rootfs = rootfs
+        self.net = net
+        self.names = [f"db{TAG}-{i}" for i in range(k)]
 
     def prepare(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        for i in range(self.k):
-            d = self.path / f"c{i}"
+        self.path.mkdir()
+        for i, name in enumerate(self.names):
+            d = self.path / name
             (d / "upper").mkdir(parents=True)
+            if self.net == "veth":
+                net = ("lxc.net.0.type = veth\n"
+                       f"lxc.net.0.link = {BRIDGE}\n"
+                       "lxc.net.0.flags = up\n"
+                       f"lxc.net.0.ipv4.address = 10.198.{1 + i // 250}.{1 + i % 250}/16\n")
+            else:
+                net = "lxc.net.0.type = empty\n"
             (d / "config").write_text(
-                f"lxc.uts.name = c{i}\n"
+                f"lxc.uts.name = {name}\n"
                 f"lxc.rootfs.path = overlay:{self.rootfs}:{d / 'upper'}\n"
                 "lxc.init.cmd = /sbin/init\n"
-                "lxc.net.0.type = veth\n"
-                f"lxc.net.0.link = {BRIDGE}\n"
-                "lxc.net.0.flags = up\n"
-                f"lxc.net.0.ipv4.address = 10.198.{1 + i // 250}.{1 + i % 250}/16\n"
-                "lxc.net.0.ipv4.gateway = 10.198.0.1\n"
+                f"{net}"
                 "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed\n"
                 "lxc.autodev = 1\nlxc.tty.max = 0\nlxc.pty.max = 16\n"
                 "lxc.apparmor.profile = unconfined\n")
 
-    def _each(self, argv: list[str]) -> None:
-        with ThreadPoolExecutor(8) as ex:
-            list(ex.map(lambda i: run(*argv, "-P", str(self.path), "-n", f"c{i}"),
-                        range(self.k)))
+    def _each(self, argv: list[str], n: int) -> None:
+        parallel(lambda name: run(*argv, "-P", str(self.path), "-n", name), self.names, n)
 
     def start(self) -> None:
-        self._each(["lxc-start", "-d"])
+        self._each(["lxc-start", "-d"], PAR_START)
 
     def list(self) -> None:
-        out = run("lxc-ls", "-P", str(self.path), "--running")
-        assert len(out.split()) == self.k
+        out = run("lxc-ls", "-P", str(self.path), "--running", "-1").split()
+        running = sum(n.startswith(f"db{TAG}-") for n in out)
+        if running != self.k:
+            raise BenchError(f"lxc-ls: {running} running, expected {self.k}")
 
     def stats(self) -> None:
-        raise NotImplementedError  # LXC has no one call for every container's usage
+        self._each(["lxc-info", "-S", "-H"], PAR_START)
 
     def marker(self) -> str:
-        return "lxc.payload."
+        return f"lxc.payload.db{TAG}-"
 
     def stop(self) -> None:
-        self._each(["lxc-stop", "-t", "5"])
+        self._each(["lxc-stop", "-t", str(int(STOP_TIMEOUT))], PAR_STOP)
 
     def destroy(self) -> None:
-        shutil.rmtree(self.path)
+        parallel(lambda name: shutil.rmtree(self.path / name), self.names, PAR_DESTROY)
+        self.path.rmdir()
 
     def cleanup(self) -> None:
         if self.path.exists():
-            for i in range(self.k):
-                subprocess.run(["lxc-stop", "-k", "-P", str(self.path), "-n", f"c{i}"],
-                               capture_output=True)
+            for name in self.names:
+                if (self.path / name).exists():
+                    quiet("lxc-stop", "-k", "-P", str(self.path), "-n", name)
             shutil.rmtree(self.path, ignore_errors=True)
+        for h in cgroup_hierarchies():  # LXC removes these itself; only ours, by name
+            for cg in [*h.glob(f"lxc.payload.db{TAG}-*"), *h.glob(f"lxc.monitor.db{TAG}-*")]:
+                self.notes.append(f"leftover cgroup {cg} (removed: {rmdir_tree(cg)})")
 
 
-def measure(peer) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
-    peer.prepare()
-    time.sleep(1)
-    before = meminfo()
-    res: dict[str, float | None] = {"start": timed(peer.start)}
-    time.sleep(3)  # let every init reach its services
+class OciPeer(Peer):
+    """crun or runc: a bundle per container, detached."""
+
+    def __init__(self, work: Path, k: int, runtime: str, rootfs: Path, net: str) -> None:
+        super().__init__(work, k)
+        self.name = runtime
+        self.bin = shutil.which(runtime) or runtime
+        self.dir = work / f"{runtime}-{k}"
+        self.state = self.dir / "state"
+        self.rootfs = rootfs
+        self.net = net
+        self.cg_parent = f"densbench-{TAG}-{runtime}-{k}"
+        self.subnet = 64 if runtime == "crun" else 128
+        self.ids = [f"c{i}" for i in range(k)]
+        self.pids: dict[str, tuple[int, int]] = {}  # id -> (init pid, start time)
+        self.links: list[str] = []
+        self.lock = threading.Lock()
+        # crun 1.8 refuses hybrid cgroups: run it where the v2 mount is not there.
+        self.hide_unified = runtime == "crun" and os.path.ismount(CGROUP_ROOT / "unified")
+        self.stats_how = "runc events --stats per container" if runtime == "runc" else ""
+        self.global_args = [self.bin, "--root", str(self.state)]
+        if runtime == "crun":
+            self.global_args.append("--cgroup-manager=cgroupfs")
+
+    def bundle(self, cid: str) -> Path:
+        return self.dir / "b" / cid
+
+    def spec(self, cid: str) -> dict[str, Any]:
+        caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+                "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+                "CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+                "CAP_SYS_NICE", "CAP_SYS_BOOT", "CAP_AUDIT_WRITE",
+                "CAP_SETFCAP", "CAP_IPC_LOCK", "CAP_LEASE"]
+        nosuid = ["nosuid", "noexec", "nodev"]
+        return {
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["/sbin/init"],
+                "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/",
+                # SYS_BOOT: busybox init's power-off ends the container's PID namespace
+                # (the kernel never reboots the host from a child PID namespace).
+                "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+                "noNewPrivileges": False,
+            },
+            "root": {"path": "rootfs", "readonly": False},
+            "hostname": cid,
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666",
+                             "mode=0620", "gid=5"]},
+                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                 "options": [*nosuid, "mode=1777", "size=65536k"]},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                 "options": nosuid},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                 "options": [*nosuid, "ro"]},
+            ],
+            "linux": {
+                "cgroupsPath": f"/{self.cg_parent}/{cid}",
+                "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+                "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+                "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/timer_list",
+                                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                  "/proc/sysrq-trigger"],
+            },
+        }
+
+    def prepare(self) -> None:
+        self.state.mkdir(parents=True)
+        for cid in self.ids:
+            b = self.bundle(cid)
+            for sub in ("rootfs", "upper", "work"):
+                (b / sub).mkdir(parents=True)
+            (b / "config.json").write_text(json.dumps(self.spec(cid)))
+
+    def _start_one(self, i: int) -> None:
+        cid = self.ids[i]
+        b = self.bundle(cid)
+        q = shlex.quote
+        script = ("umount /sys/fs/cgroup/unified && " if self.hide_unified else "") + (
+            f"mount -t overlay overlay -o lowerdir={q(str(self.rootfs))},"
+            f"upperdir={q(str(b / 'upper'))},workdir={q(str(b / 'work'))} {q(str(b / 'rootfs'))}"
+            f" && exec {shlex.join(self.global_args)} run -d --pid-file {q(str(b / 'pid'))}"
+            f" -b {q(str(b))} {cid}")
+        # The container keeps the runtime's stdio: give it a file, not a pipe.
+        with open(b / "console.log", "wb") as out:
+            rc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                                check=False, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=out, timeout=60).returncode
+        if rc != 0:
+            raise BenchError(f"{self.name} run {cid}: exit {rc}: "
+                             f"{(b / 'console.log').read_text(errors='replace')[-400:]}")
+        pid = int((b / "pid").read_text())
+        start = proc_start(pid)
+        if start is None:
+            raise BenchError(f"{self.name} {cid}: init {pid} exited at once")
+        with self.lock:
+            self.pids[cid] = (pid, start)
+        if self.net != "veth":
+            return
+        host = f"db{TAG}{self.name[0]}{i}"
+        with self.lock:
+            self.links.append(host)
+        run("ip", "-batch", "-", input=f"link add {host} type veth peer name eth0 netns {pid}\n"
+                                        f"link set {host} master {BRIDGE} up\n")
+        addr = f"10.198.{self.subnet + i // 250}.{1 + i % 250}/16"
+        run("nsenter", "-t", str(pid), "-n", "ip", "-batch", "-",
+            input=f"addr add {addr} dev eth0\nlink set eth0 up\n")
+
+    def start(self) -> None:
+        parallel(self._start_one, range(self.k), PAR_START)
+
+    def _list(self) -> list[dict[str, Any]]:
+        return json.loads(run(*self.global_args, "list", "--format", "json") or "null") or []
+
+    def list(self) -> None:
+        running = sum(c["status"] == "running" for c in self._list())
+        if running != self.k:
+            raise BenchError(f"{self.name} list: {running} running, expected {self.k}")
+
+    def stats(self) -> None:
+        if self.name != "runc":
+            raise NotImplementedError
+        parallel(lambda cid: run(*self.global_args, "events", "--stats", cid), self.ids,
+                 PAR_START)
+
+    def marker(self) -> str:
+        return f"/{self.cg_parent}/"
+
+    def _alive(self) -> list[str]:
+        return [cid for cid, (pid, st) in self.pids.items() if proc_start(pid) == st]
+
+    def stop(self) -> None:
+        parallel(lambda cid: run(*self.global_args, "kill", cid, "USR2"), self.ids, PAR_STOP)
+        end = time.monotonic() + STOP_TIMEOUT
+        while (alive := self._alive()) and time.monotonic() < end:
+            time.sleep(0.05)
+        if alive:
+            self.notes.append(f"stop: {len(alive)} killed after {STOP_TIMEOUT:.0f} s")
+            parallel(lambda cid: run(*self.global_args, "kill", cid, "KILL", check=False),
+                     alive, PAR_STOP)
+            end = time.monotonic() + 10
+            while self._alive() and time.monotonic() < end:
+                time.sleep(0.05)
+
+    def destroy(self) -> None:
+        def one(cid: str) -> None:
+            run(*self.global_args, "delete", cid)
+            shutil.rmtree(self.bundle(cid))
+        parallel(one, self.ids, PAR_DESTROY)
+        for h in cgroup_hierarchies():
+            rmdir_tree(h / self.cg_parent)
+
+    def cleanup(self) -> None:
+        if self.state.exists():
+            wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                    ('umount /sys/fs/cgroup/unified; ' if self.hide_unified else '')
+                    + 'exec "$@"', "sh"]
+            ids = run(*self.global_args, "list", "-q", check=False).split()
+            for cid in ids:
+                quiet(*self.global_args, "kill", cid, "KILL")
+                quiet(*wrap, *self.global_args, "delete", "-f", cid)
+        for cid in self._alive():  # only inits this run started, still in its cgroup
+            pid, _ = self.pids[cid]
+            try:
+                with open(f"/proc/{pid}/cgroup") as f:
+                    if self.marker() in f.read():
+                        os.kill(pid, signal.SIGKILL)
+                        self.notes.append(f"killed leftover init {pid} of {cid}")
+            except OSError:
+                pass
+        time.sleep(0.2)
+        for h in cgroup_hierarchies():
+            cg = h / self.cg_parent
+            if cg.exists() and not rmdir_tree(cg):
+                self.notes.append(f"could not remove cgroup {cg}")
+        for link in self.links:  # gone with the container's netns, normally
+            if link_exists(link):
+                quiet("ip", "link", "del", link)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- one peer, one K ------------------------------------------------------------------
+
+def measure(peer: Peer) -> dict[str, Any]:
+    k = peer.k
+    before = settled_meminfo()
+    res: dict[str, Any] = {"create": timed(peer.prepare)}
+    res["start"] = timed(peer.start)
     res["list"] = timed(peer.list)
     try:
         res["stats"] = timed(peer.stats)
     except NotImplementedError:
         res["stats"] = None
+    time.sleep(2)  # settle: every init has reached its services
     after = meminfo()
-    k = peer.k
-    delta = before["MemAvailable"] - after["MemAvailable"]
+    rss, pss, nproc = payload(peer.marker())
+    delta = before["Available"] - after["Available"]
     kernel = sum(after[x] - before[x] for x in ("Slab", "PageTables", "KernelStack"))
-    rss = payload_rss(peer.marker())
-    res["mem_mb"] = delta / k / 2**20
-    res["kernel_mb"] = kernel / k / 2**20
-    res["beyond_mb"] = (delta - rss) / k / 2**20
+    res["mem"] = delta / k / MB
+    res["kernel"] = kernel / k / MB
+    res["over"] = (delta - pss) / k / MB
+    res["pss"] = pss / k / MB
+    res["rss"] = rss / k / MB
+    res["procs"] = nproc / k
     res["stop"] = timed(peer.stop)
     res["destroy"] = timed(peer.destroy)
+    peer.post()
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--counts", default="50,200")
-    ap.add_argument("--peers", default="corral,lxc")
+COLS = [("create", "create s"), ("start", "start s"), ("list", "list s"),
+        ("stats", "stats s"), ("stop", "stop s"), ("destroy", "destroy s"),
+        ("mem", "MB/ct"), ("kernel", "kern MB/ct"), ("over", "over MB/ct"),
+        ("pss", "PSS MB/ct"), ("rss", "RSS MB/ct"), ("procs", "procs/ct")]
+
+
+def table(k: int, results: dict[str, dict[str, Any]], nets: dict[str, str]) -> str:
+    w = 11
+    lines = [f"\nK = {k}   (times in s; memory in MB per container; ratios = peer / lxc)",
+             f"{'peer':<14}" + "".join(f"{h:>{w}}" for _, h in COLS)]
+    base = results.get("lxc")
+    for name, r in results.items():
+        lines.append(f"{name:<14}" + "".join(
+            f"{'n/a':>{w}}" if r[c] is None else f"{r[c]:>{w}.3f}" if c in ("list", "stats")
+            else f"{r[c]:>{w}.2f}" for c, _ in COLS))
+        if base and name != "lxc":
+            lines.append(f"{'  / lxc':<14}" + "".join(
+                f"{r[c] / base[c]:>{w - 1}.2f}x"
+                if r[c] is not None and base[c] is not None and abs(base[c]) > 1e-9
+                and c != "procs" else f"{'-':>{w}}" for c, _ in COLS))
+    lines.append("networking: " + ", ".join(f"{n}: {nets[n]}" for n in results))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--counts", default="50,200", help="comma-separated K values")
+    ap.add_argument("--peers", default="corral,lxc,crun,runc")
     args = ap.parse_args()
-    peers = args.peers.split(",")
-    work = Path(tempfile.mkdtemp(prefix="corral-density-"))
-    made_bridge = False
-    live: list[object] = []
-    lxc_pivot_before = Path("/sys/fs/cgroup/memory/lxc.pivot").exists()
+    if os.geteuid() != 0:
+        print("density.py: run as root", file=sys.stderr)
+        return 2
+    counts = [int(x) for x in args.counts.split(",")]
+    wanted = [p.strip() for p in args.peers.split(",") if p.strip()]
+    peers: list[str] = []
+    skipped: list[str] = []
+    for p in wanted:
+        tool = {"corral": CORRAL, "lxc": "lxc-start", "crun": "crun", "runc": "runc",
+                "podman": "podman"}.get(p)
+        if tool is None:
+            skipped.append(f"{p}: unknown peer")
+        elif shutil.which(tool) is None:
+            skipped.append(f"{p}: not installed")
+        elif p == "podman":
+            skipped.append("podman: installed but not measured by this script")
+        else:
+            peers.append(p)
 
     def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+    work = Path(tempfile.mkdtemp(prefix="corral-density-"))
+    made_bridge = False
+    live: list[Peer] = []
+    notes: list[str] = list(skipped)
+    pivots_before = {h: (h / "lxc.pivot").exists() for h in cgroup_hierarchies()}
+    rc = 0
     try:
-        tmpl = work / "tmpl"
-        run(CORRAL, "--root", str(tmpl), "template", "build", "tiny")
-        rootfs = tmpl / "templates" / "tiny" / "rootfs"
-        if "lxc" in peers:
-            if shutil.which("lxc-start") is None:
-                print("lxc: not installed, skipped")
-                peers.remove("lxc")
-            else:
+        run(CORRAL, "--root", str(work / "tmpl"), "template", "build", "tiny")
+        rootfs = work / "tmpl" / "templates" / "tiny" / "rootfs"
+        net = "empty"
+        if any(p in peers for p in ("lxc", "crun", "runc")):
+            if link_exists(BRIDGE):
+                raise BenchError(f"{BRIDGE} exists already (another run?): not touching it")
+            try:
                 run("ip", "link", "add", BRIDGE, "type", "bridge")
                 made_bridge = True
-                run("ip", "addr", "add", "10.198.0.1/16", "dev", BRIDGE)
+                run("ip", "addr", "add", BRIDGE_ADDR, "dev", BRIDGE)
                 run("ip", "link", "set", BRIDGE, "up")
-        for k in (int(x) for x in args.counts.split(",")):
-            results = {}
+                net = "veth"
+            except BenchError as exc:
+                notes.append(f"bridge {BRIDGE} failed ({exc}); lxc uses lxc.net.0.type = "
+                             "empty, crun/runc a bare network namespace")
+        nets = {"corral": "own address on the root's bridge (default)",
+                "lxc": f"veth on {BRIDGE}" if net == "veth" else "lxc.net.0.type = empty",
+                "crun": f"veth on {BRIDGE}" if net == "veth" else "loopback only",
+                "runc": f"veth on {BRIDGE}" if net == "veth" else "loopback only"}
+        print(f"# density: counts {counts}, peers {peers}; parallel start {PAR_START}, "
+              f"stop {PAR_STOP} (timeout {STOP_TIMEOUT:.0f} s), destroy {PAR_DESTROY}",
+              flush=True)
+        for s in skipped:
+            print(f"# skipped {s}", flush=True)
+        for k in counts:
+            results: dict[str, dict[str, Any]] = {}
             for name in peers:
-                peer = CorralPeer(work, k) if name == "corral" else LxcPeer(work, k, rootfs)
+                peer: Peer
+                if name == "corral":
+                    peer = CorralPeer(work, k)
+                elif name == "lxc":
+                    peer = LxcPeer(work, k, rootfs, net)
+                else:
+                    peer = OciPeer(work, k, name, rootfs, net)
                 live.append(peer)
-                results[name] = measure(peer)
-                live.remove(peer)
-            base = results.get("lxc")
-            print(f"\nK = {k}   (times in s; memory in MB per container)")
-            cols = ("start", "list", "stats", "stop", "destroy", "mem_mb", "kernel_mb",
-                    "beyond_mb")
-            print(f"{'peer':<12}" + "".join(f"{c:>10}" for c in cols))
-            for name, r in results.items():
-                print(f"{name:<12}" + "".join(f"{'n/a':>10}" if r[c] is None else
-                                              f"{r[c]:>10.2f}" for c in cols))
-                if base and name != "lxc":
-                    print(f"{'  / lxc':<12}" + "".join(
-                        f"{r[c] / base[c]:>9.2f}x" if r[c] is not None and base[c]
-                        else f"{'-':>10}" for c in cols))
-    finally:
-        for peer in live:
-            peer.cleanup()  # type: ignore[attr-defined]
-        if made_bridge:
-            subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
-        for hier in Path("/sys/fs/cgroup").iterdir():  # LXC's own helper cgroup, if empty
-            if (hier / "lxc.pivot").is_dir() and not lxc_pivot_before:
+                log(f"K={k} {name}: measuring")
                 try:
-                    (hier / "lxc.pivot").rmdir()
+                    results[name] = measure(peer)
+                except (BenchError, subprocess.TimeoutExpired) as exc:
+                    notes.append(f"K={k} {name} failed: {exc}")
+                    log(f"K={k} {name}: FAILED: {exc}")
+                    rc = 1
+                # (on Ctrl-C the peer stays in `live`: cleaned up below, signals ignored)
+                peer.cleanup()
+                live.remove(peer)
+                notes.extend(f"K={k} {name}: {n}" for n in peer.notes)
+                if name in results:
+                    log(f"K={k} {name}: " + ", ".join(
+                        f"{c} {v:.2f}" for c, v in results[name].items() if v is not None))
+            print(table(k, results, nets), flush=True)
+            how = {p: (CorralPeer.stats_how if p == "corral" else LxcPeer.stats_how
+                       if p == "lxc" else "runc events --stats per container"
+                       if p == "runc" else "n/a (no stats command)") for p in results}
+            print("stats: " + ", ".join(f"{p}: {h}" for p, h in how.items()), flush=True)
+    except KeyboardInterrupt as exc:
+        log(f"interrupted ({str(exc) or 'SIGINT'}): cleaning up")
+        rc = 130
+    except BenchError as exc:
+        log(f"density.py: {exc}")
+        rc = 1
+    finally:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C does not cut the cleanup short
+        for peer in live:
+            peer.cleanup()
+            notes.extend(f"{peer.name}: {n}" for n in peer.notes)
+        if made_bridge:
+            quiet("ip", "link", "del", BRIDGE)
+        for h, existed in pivots_before.items():  # made by lxc-stop in this run, if empty
+            if not existed and (h / "lxc.pivot").is_dir():
+                try:
+                    (h / "lxc.pivot").rmdir()
                 except OSError:
                     pass
-        subprocess.run([CORRAL, "--root", str(work / "tmpl"), "template", "remove", "tiny"],
-                       capture_output=True)
+        if (work / "tmpl").exists():
+            quiet(CORRAL, "--root", str(work / "tmpl"), "template", "remove", "tiny")
+        with open("/proc/self/mountinfo") as f:  # nothing should be mounted there
+            for line in f:
+                if str(work) in line.split()[4]:
+                    notes.append(f"leftover mount {line.split()[4]}")
+                    quiet("umount", "-l", line.split()[4])
         shutil.rmtree(work, ignore_errors=True)
+        for n in notes:
+            print(f"# note: {n}", flush=True)
+    return rc
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
