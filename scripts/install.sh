@@ -13,10 +13,13 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs e2fsprogs util-linux)
+# debootstrap: debian-*/ubuntu-* templates; zstd: compressed imports and backups;
+# btrfs-progs: O(1) snapshots when the state root is on btrfs.
+pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs e2fsprogs util-linux
+      debootstrap zstd btrfs-progs)
 if [ "$with_tests" = 1 ]; then
     # peers measured side by side in bench/, and tools the tests use
-    pkgs+=(runc crun lxc)
+    pkgs+=(runc crun lxc systemd-container)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

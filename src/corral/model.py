@@ -136,6 +136,10 @@ class ContainerConfig(_Record):
         "limits": {},
         "network": {},
         "created": 0.0,
+        # Copy-on-write storage (storage/layers.py): the template version this
+        # container stands on, and its own read-only layers, newest first.
+        "template_version": None,
+        "layers": [],
     }
     __slots__ = tuple(_defaults)
 
@@ -150,6 +154,8 @@ class ContainerConfig(_Record):
     limits: dict[str, Any]
     network: dict[str, Any]
     created: float
+    template_version: int | None
+    layers: list[str]
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)

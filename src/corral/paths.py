@@ -3,7 +3,11 @@
 Layout of a state root (default /var/lib/corral)::
 
     templates/<name>/rootfs/        read-only template tree, shared by every container
-    templates/<name>/template.toml  metadata
+    templates/<name>/template.toml  metadata (incl. its versions)
+    templates/<name>/v<N>/          version N>1: the changes of an update, a layer over N-1
+    layers/<id>/                    read-only layers of containers (frozen uppers), shared
+                                    by their snapshots and clones
+    containers/<name>/snapshots/<snap>.toml  a snapshot: its layer chain and template version
     containers/<name>/config.toml   desired state (TOML)
     containers/<name>/state.json    runtime facts (init pid, start time, cgroup)
     containers/<name>/upper/ work/  the container's own copy-on-write layer
@@ -27,7 +31,7 @@ def default_root() -> str:
 
 
 class StateRoot:
-    __slots__ = ("root", "templates", "containers", "locks", "console")
+    __slots__ = ("root", "templates", "containers", "locks", "console", "layers")
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -35,6 +39,20 @@ class StateRoot:
         self.containers = f"{root}/containers"
         self.locks = f"{root}/locks"
         self.console = f"{root}/console"
+        self.layers = f"{root}/layers"
+
+    def layer(self, layer_id: str) -> str:
+        return f"{self.layers}/{layer_id}"
+
+    def snapshots(self, name: str) -> str:
+        return f"{self.containers}/{name}/snapshots"
+
+    def snapshot_file(self, name: str, snap: str) -> str:
+        return f"{self.containers}/{name}/snapshots/{snap}.toml"
+
+    def template_version_dir(self, name: str, version: int) -> str:
+        """Version 1 is the built tree itself; later versions are layers over it."""
+        return self.template_rootfs(name) if version == 1 else f"{self.templates}/{name}/v{version}"
 
     def template_dir(self, name: str) -> str:
         return f"{self.templates}/{name}"

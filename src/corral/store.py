@@ -65,10 +65,14 @@ def read_json(path: str) -> Any:
         return json.load(f)
 
 
-def write_toml(path: str, obj: dict[str, Any], *, durable: bool = True) -> None:
+def toml_bytes(obj: dict[str, Any]) -> bytes:
     import tomli_w
 
-    write_atomic(path, tomli_w.dumps(obj).encode(), durable=durable)
+    return tomli_w.dumps(obj).encode()
+
+
+def write_toml(path: str, obj: dict[str, Any], *, durable: bool = True) -> None:
+    write_atomic(path, toml_bytes(obj), durable=durable)
 
 
 def read_toml(path: str) -> dict[str, Any]:

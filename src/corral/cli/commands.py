@@ -16,18 +16,36 @@ if TYPE_CHECKING:
 
 def cmd_template(host: Any, args: Any) -> int:
     if args.tcommand == "build":
-        t = host.template_build(args.kind, args.name, force=args.force)
+        from corral.cli.progress import Progress
+
+        with Progress() as progress:
+            t = host.template_build(args.kind, args.name, force=args.force, mirror=args.mirror,
+                                    progress=progress)
         print(f"template '{t['name']}' ready: {t['os']} {t['version']} "
               f"({render.human_size(t['size_bytes'])}, built in {t['build_seconds']} s)")
+    elif args.tcommand == "update":
+        v = host.template_update(args.name, command=args.upgrade_command)
+        print(f"template '{args.name}' version {v['version']}: "
+              f"{render.human_size(v['bytes'])} changed in {v['seconds']} s "
+              f"(move containers with 'corral rebase NAME')")
+    elif args.tcommand == "import":
+        from corral.cli.progress import Progress
+
+        with Progress() as progress:
+            t = host.template_import(args.source, args.name, progress=progress)
+        print(f"template '{t['name']}' imported: {t['os']} {t['version']} "
+              f"({render.human_size(t['size_bytes'])}, {t['files']} files, "
+              f"in {t['build_seconds']} s)")
     elif args.tcommand == "list":
         ts = host.template_list()
         if args.json:
             render.emit_json(ts)
         else:
             print(render.table(
-                ("NAME", "KIND", "OS", "VERSION", "ARCH", "SIZE", "USED BY"),
+                ("NAME", "KIND", "OS", "VERSION", "ARCH", "SIZE", "LAYERS", "CREATED", "USED BY"),
                 [(t["name"], t["kind"], t["os"], t["version"], t["arch"],
-                  render.human_size(t["size_bytes"]), len(t["used_by"])) for t in ts]))
+                  render.human_size(t["size_bytes"]), t["layers"], render.when(t["created"]),
+                  len(t["used_by"])) for t in ts]))
     elif args.tcommand == "info":
         t = host.template_info(args.name)
         render.emit_json(t) if args.json else print(render.keyvalue(t))
@@ -428,6 +446,65 @@ def cmd_network(host: Any, args: Any) -> int:
     elif args.ncommand == "delete":
         host.network_delete(args.name)
         print(f"network '{args.name}' deleted")
+    return 0
+
+
+def cmd_snapshot(host: Any, args: Any) -> int:
+    if args.scommand == "create":
+        s = host.snapshot_create(args.name, args.snapshot)
+        print(f"snapshot '{args.snapshot}' of '{args.name}' taken in {s['seconds']} s"
+              + (" (live)" if s["live"] else ""))
+    elif args.scommand == "list":
+        snaps = host.snapshot_list(args.name)
+        if args.json:
+            render.emit_json(snaps)
+        else:
+            print(render.table(("NAME", "CREATED", "LAYERS", "TEMPLATE", "LIVE"),
+                               [(s["name"], render.when(s["created"]), len(s["layers"]),
+                                 f"{s.get('template')} v{s.get('template_version') or 1}",
+                                 "yes" if s.get("live") else "no") for s in snaps]))
+    elif args.scommand == "restore":
+        r = host.snapshot_restore(args.name, args.snapshot, force=args.force)
+        print(f"'{args.name}' restored to snapshot '{args.snapshot}' in {r['seconds']} s"
+              + (" and started again" if r["restarted"] else ""))
+    elif args.scommand == "delete":
+        host.snapshot_delete(args.name, args.snapshot)
+        print(f"snapshot '{args.snapshot}' of '{args.name}' deleted")
+    return 0
+
+
+def cmd_clone(host: Any, args: Any) -> int:
+    cfg = host.clone(args.source, args.name, snapshot=args.snapshot)
+    print(f"container '{cfg.name}' cloned from '{args.source}'"
+          + (f" snapshot '{args.snapshot}'" if args.snapshot else ""))
+    return 0
+
+
+def cmd_rebase(host: Any, args: Any) -> int:
+    r = host.rebase(args.name, args.version, force=args.force)
+    print(f"'{r['name']}' moved from {r['template']} version {r['from']} to {r['to']}"
+          + (" and started again" if r["restarted"] else ""))
+    return 0
+
+
+def cmd_backup(host: Any, args: Any) -> int:
+    from corral.cli.progress import Progress
+
+    with Progress() as progress:
+        b = host.backup(args.name, args.output, progress=progress)
+    print(f"backup of '{args.name}' written to {b['path']} "
+          f"({render.human_size(b['bytes'])}, {b['layers']} layers, {b['snapshots']} snapshots, "
+          f"in {b['seconds']} s)")
+    return 0
+
+
+def cmd_restore(host: Any, args: Any) -> int:
+    from corral.cli.progress import Progress
+
+    with Progress() as progress:
+        r = host.restore(args.archive, args.name, progress=progress)
+    print(f"container '{r['name']}' restored from {args.archive} "
+          f"({r['layers']} layers, {r['snapshots']} snapshots, in {r['seconds']} s)")
     return 0
 
 

@@ -36,11 +36,57 @@ def _parser() -> Any:
     t = cmd("template", "build, list, inspect and remove templates")
     tsub = t.add_subparsers(dest="tcommand", metavar="ACTION")
     tsub.required = True
-    tb = tsub.add_parser("build", help="build a template (offline: 'tiny')")
+    tb = tsub.add_parser("build", help="build a template: 'tiny' (offline), debian-11/12/13, "
+                         "ubuntu-22.04/24.04 (debootstrap, cached)")
     tb.add_argument("kind")
     tb.add_argument("--name", help="template name (default: the kind)")
     tb.add_argument("--force", action="store_true", help="rebuild if it exists")
+    tb.add_argument("--mirror", metavar="URL",
+                    help="package mirror for debootstrap kinds (default: the distribution's)")
+    tu = tsub.add_parser("update", help="upgrade a template's OS into a new version layer "
+                         "(containers move with 'corral rebase')")
+    tu.add_argument("name")
+    tu.add_argument("--command", dest="upgrade_command", metavar="CMD",
+                    help="shell command to run instead of the distribution's upgrade")
+    ti = tsub.add_parser("import", help="import a rootfs tarball (.tar, .tar.gz, .tar.xz, "
+                         ".tar.zst), a directory, oci:DIR[:TAG] or oci-archive:FILE[:TAG]")
+    ti.add_argument("source")
+    ti.add_argument("name")
     _list_info_remove(tsub, "template", "remove")
+
+    sn = cmd("snapshot", "create, list, restore and delete a container's snapshots")
+    snsub = sn.add_subparsers(dest="scommand", metavar="ACTION")
+    snsub.required = True
+    for verb, help_ in (("create", "snapshot a container (frozen for the instant of the cut)"),
+                        ("restore", "bring a container's files back to a snapshot"),
+                        ("delete", "delete a snapshot")):
+        sp = snsub.add_parser(verb, help=help_)
+        sp.add_argument("name")
+        sp.add_argument("snapshot")
+        if verb == "restore":
+            sp.add_argument("--force", action="store_true",
+                            help="stop a running container first and start it again after")
+    sl = snsub.add_parser("list", help="list a container's snapshots")
+    sl.add_argument("name")
+    sl.add_argument("--json", action="store_true")
+
+    cl = cmd("clone", "a new container sharing another's layers, with its own identity")
+    cl.add_argument("source")
+    cl.add_argument("name")
+    cl.add_argument("--snapshot", metavar="SNAP", help="clone this snapshot of the source")
+
+    rb = cmd("rebase", "move a container onto another version of its template")
+    rb.add_argument("name")
+    rb.add_argument("--version", type=int, metavar="V", help="(default: the latest)")
+    rb.add_argument("--force", action="store_true", help="stop and restart it if running")
+
+    bk = cmd("backup", "write a container (config, layers, snapshots) to one archive")
+    bk.add_argument("name")
+    bk.add_argument("-o", "--output", required=True, metavar="FILE")
+
+    rs = cmd("restore", "make a container from a backup archive")
+    rs.add_argument("archive")
+    rs.add_argument("--name", help="(default: the name in the backup)")
 
     c = cmd("create", "create a container from a template")
     c.add_argument("name")

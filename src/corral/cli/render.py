@@ -49,3 +49,12 @@ def keyvalue(obj: dict[str, Any]) -> str:
             v = "-"
         out.append(f"{k + ':':<{width + 1}} {v}")
     return "\n".join(out)
+
+
+def when(ts: float | None) -> str:
+    """A time stamp as local 'YYYY-MM-DD HH:MM' ('-' when unknown)."""
+    if not ts:
+        return "-"
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))

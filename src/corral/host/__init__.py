@@ -79,7 +79,7 @@ class Host:
 
     def ensure_dirs(self) -> None:
         for d in (self.paths.root, self.paths.templates, self.paths.containers,
-                  self.paths.locks, self.paths.console):
+                  self.paths.locks, self.paths.console, self.paths.layers):
             os.makedirs(d, mode=0o700, exist_ok=True)
 
     @property
@@ -167,11 +167,12 @@ class Host:
 
     # -- operations (each area in its own module) ------------------------------------
 
-    def template_build(self, kind: str, name: str | None = None,
-                       force: bool = False) -> dict[str, Any]:
+    def template_build(self, kind: str, name: str | None = None, force: bool = False,
+                       mirror: str | None = None, progress: Any = None) -> dict[str, Any]:
         from corral.host import templates
 
-        return templates.build(self, kind, name or kind, force=force)
+        return templates.build(self, kind, name or kind, force=force, mirror=mirror,
+                               progress=progress)
 
     def template_list(self) -> list[dict[str, Any]]:
         from corral.host import templates
@@ -187,6 +188,60 @@ class Host:
         from corral.host import templates
 
         templates.remove(self, name)
+
+    def template_update(self, name: str, command: str | None = None) -> dict[str, Any]:
+        from corral.host import templates
+
+        return templates.update(self, name, command=command)
+
+    def template_import(self, source: str, name: str, progress: Any = None) -> dict[str, Any]:
+        from corral.host import templates
+
+        return templates.import_(self, source, name, progress=progress)
+
+    # -- snapshots, clones, rebase, backups (host/snapshots.py, host/backup.py) ---------
+
+    def snapshot_create(self, name: str, snap: str) -> dict[str, Any]:
+        from corral.host import snapshots
+
+        return snapshots.snapshot_create(self, name, snap)
+
+    def snapshot_list(self, name: str) -> list[dict[str, Any]]:
+        from corral.host import snapshots
+
+        return snapshots.snapshot_list(self, name)
+
+    def snapshot_restore(self, name: str, snap: str, force: bool = False) -> dict[str, Any]:
+        from corral.host import snapshots
+
+        return snapshots.snapshot_restore(self, name, snap, force=force)
+
+    def snapshot_delete(self, name: str, snap: str) -> None:
+        from corral.host import snapshots
+
+        snapshots.snapshot_delete(self, name, snap)
+
+    def clone(self, src: str, dst: str, snapshot: str | None = None) -> ContainerConfig:
+        from corral.host import snapshots
+
+        return snapshots.clone(self, src, dst, snapshot=snapshot)
+
+    def rebase(self, name: str, version: int | None = None,
+               force: bool = False) -> dict[str, Any]:
+        from corral.host import snapshots
+
+        return snapshots.rebase(self, name, version, force=force)
+
+    def backup(self, name: str, output: str, progress: Any = None) -> dict[str, Any]:
+        from corral.host import backup
+
+        return backup.backup(self, name, output, progress=progress)
+
+    def restore(self, archive: str, name: str | None = None,
+                progress: Any = None) -> dict[str, Any]:
+        from corral.host import backup
+
+        return backup.restore(self, archive, name, progress=progress)
 
     def create(self, cfg: ContainerConfig, *, durable: bool = True) -> ContainerConfig:
         from corral.host import lifecycle

@@ -39,9 +39,12 @@ def _prepare(host: Host, cfg: ContainerConfig, *, template_defaults: bool = True
         if template_defaults:
             meta = templates.require(host, cfg.template)
             if cfg.init == ["/sbin/init"] and meta.get("init"):
-                cfg.init = [str(meta["init"])]
+                init = meta["init"]
+                cfg.init = [str(a) for a in init] if isinstance(init, list) else [str(init)]
             if cfg.stop_signal == "SIGTERM" and meta.get("stop_signal"):
                 cfg.stop_signal = str(meta["stop_signal"])
+            if cfg.template_version is None:
+                cfg.template_version = templates.latest_version(meta)
     elif cfg.rootfs is not None and not os.path.isdir(cfg.rootfs):
         raise ValidationError(f"rootfs {cfg.rootfs} is not a directory")
     if not cfg.created:
@@ -67,8 +70,11 @@ def _make_dirs(host: Host, name: str, disk_size: int | None = None) -> None:
     if os.path.lexists(final):  # a leftover of a crash: nothing in it is wanted
         _rmtree(final)
     os.mkdir(final, 0o700)
-    for sub in ("upper", "work", "rootfs", "disk"):
+    for sub in ("work", "rootfs", "disk"):
         os.mkdir(f"{final}/{sub}", 0o755)
+    from corral.storage import layers
+
+    layers.detect(final).make_upper(f"{final}/upper")
     if disk_size is not None:
         from corral.storage import disk
 
@@ -99,7 +105,7 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
         with Reverter() as undo:
             _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None)
             undo.add(_rmtree, host.paths.container_dir(cfg.name))
-            if cfg.network.get("mode", "none") != "none":
+            if cfg.network.get("mode", "none") not in ("none", "host"):
                 from corral import network
 
                 undo.add(network.release, host.net, cfg.name)
@@ -109,8 +115,8 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
     return cfg
 
 
-def destroy(host: Host, name: str, *, force: bool = False) -> None:
-    host.load_config(name)  # NotFoundError first
+def destroy(host: Host, name: str, *, force: bool = False, gc: bool = True) -> None:
+    cfg = host.load_config(name)  # NotFoundError first
     with host.lock(name) as lock:
         state = host.load_state(name)
         current = host.status(name, state)
@@ -120,6 +126,10 @@ def destroy(host: Host, name: str, *, force: bool = False) -> None:
         if current != STOPPED:
             _stop_locked(host, name, state, timeout=0)
         _remove(host, name, state, lock)
+    if gc and (cfg.layers or os.path.isdir(host.paths.snapshots(name))):
+        from corral.host import snapshots
+
+        snapshots.gc_layers(host)
 
 
 def _remove(host: Host, name: str, state: RuntimeState, lock: Any) -> None:
@@ -153,8 +163,9 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
     if cfg.rootfs is not None:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
-        rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name),
-                            lower=(templates.require_present(host, str(cfg.template)),),
+        lower = tuple(p.layer(i) for i in cfg.layers)
+        lower += templates.stack(host, str(cfg.template), cfg.template_version)
+        rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), lower=lower,
                             upper=p.upper(cfg.name), work=p.work(cfg.name),
                             disk=disk_loop, disk_mount=p.disk_mount(cfg.name) if disk_loop
                             else None)
@@ -175,6 +186,9 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         foreground=foreground,
         console_log=None if foreground else p.console_log(cfg.name),
         binds=binds,
+        # "host": the template updater's build container uses the host's
+        # network to reach the distribution's mirror, as debootstrap does.
+        netns=cfg.network.get("mode") != "host",
     )
 
 
@@ -234,7 +248,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         host.save_state(cfg.name, state, durable=durable)
         undo.add(host.clear_state, cfg.name)
         files = _guest_files(cfg)
-        if cfg.network.get("mode", "none") != "none":
+        if cfg.network.get("mode", "none") not in ("none", "host"):
             from corral import network
 
             undo.add(lambda: network.detach(host.net, cfg.name, state.net))
@@ -320,10 +334,20 @@ def _ask_to_stop(host: Host, name: str, state: RuntimeState, timeout: float) -> 
         return -1
     import signal as named
 
-    sig = named.Signals[cfg.stop_signal] if cfg.stop_signal in named.Signals.__members__ \
-        else named.SIGTERM
-    signal.pidfd_send_signal(pidfd, sig)
+    signal.pidfd_send_signal(pidfd, signal_number(cfg.stop_signal))
     return pidfd
+
+
+def signal_number(name: str) -> int:
+    """``SIGTERM``, ``SIGPWR``, ``SIGRTMIN+3`` (systemd's halt) … as a number; SIGTERM if unknown."""
+    import signal as named
+
+    if name.startswith("SIGRTMIN"):
+        offset = name[len("SIGRTMIN"):].lstrip("+") or "0"
+        if offset.isdigit():
+            return int(named.SIGRTMIN) + int(offset)
+    member = named.Signals.__members__.get(name)
+    return int(member) if member is not None else int(named.SIGTERM)
 
 
 def stop_many(host: Host, names: list[str], *, timeout: float) -> list[tuple[str, Any]]:

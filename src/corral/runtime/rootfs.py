@@ -46,7 +46,20 @@ def mount_root(spec: RootfsSpec) -> str:
             for d in (upper, work):
                 _mkdir(d)
         opts = f"lowerdir={':'.join(spec.lower)},upperdir={upper},workdir={work}"
-        m.mount("overlay", target, "overlay", 0, opts)
+        if len(opts) < 3800:
+            m.mount("overlay", target, "overlay", 0, opts)
+        else:
+            # Mount data is one page: with many layers, name them relative to
+            # their common parent (as Docker's overlay2 does with its l/ links).
+            base = os.path.commonpath([*spec.lower, upper, work])
+            rel = [os.path.relpath(p, base) for p in spec.lower]
+            os.chdir(base)
+            try:
+                m.mount("overlay", target, "overlay", 0,
+                        f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(upper, base)},"
+                        f"workdir={os.path.relpath(work, base)}")
+            finally:
+                os.chdir("/")
     return target
 
 

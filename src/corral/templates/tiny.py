@@ -103,7 +103,7 @@ def _is_static(path: str) -> bool:
     return b"ld-linux" not in head and b"/lib64/ld" not in head
 
 
-def build(rootfs: Path) -> dict[str, str]:
+def build(rootfs: Path, **_: object) -> dict[str, str]:
     """Populate ``rootfs`` (an empty directory); return template metadata."""
     busybox = find_busybox()
     for d in DIRS:
