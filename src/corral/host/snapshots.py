@@ -1,0 +1,360 @@
+"""Snapshots, clones and rebases: operations on a container's layer chain.
+
+A container's root is its writable upper over its own read-only layers
+(newest first) over its template version's layers.  A snapshot freezes the
+upper into a new layer and records the chain; restoring it gives the
+container a fresh upper over that chain, so every file comes back exactly
+as it was (content, modes, owners, xattrs, hard links, symlinks), deleted
+files return and later ones vanish — and the time does not depend on how
+much data the container holds.  A clone starts with the same chain and its
+own upper.  Layers are shared by name and removed when the last container
+or snapshot that refers to them is gone.
+
+A running container is frozen (cgroup freezer) for the instant of the cut,
+so a snapshot is consistent; how long the cut takes is the layer driver's
+business (storage/layers.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from typing import Any
+
+from corral import store
+from corral.errors import ConflictError, InvalidStateError, NotFoundError, ValidationError
+from corral.model import STOPPED, ContainerConfig
+from corral.revert import Reverter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from corral.host import Host
+
+_SNAP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def validate_snapshot_name(snap: str) -> str:
+    if not _SNAP_NAME.fullmatch(snap):
+        raise ValidationError(f"invalid snapshot name '{snap}'",
+                              hint="Use 1-63 letters, digits, '.', '_' or '-', "
+                                   "starting with a letter or digit.")
+    return snap
+
+
+def _driver(host: Host) -> Any:
+    from corral.storage import layers
+
+    return layers.detect(host.paths.containers)
+
+
+def _require_layered(host: Host, cfg: ContainerConfig, what: str) -> None:
+    if cfg.rootfs is not None:
+        raise InvalidStateError(
+            f"container '{cfg.name}' runs on the directory {cfg.rootfs}, not on layers",
+            hint=f"{what} needs a container made from a template.")
+    if cfg.limits.get("disk", -1) not in (-1, None):
+        raise InvalidStateError(
+            f"container '{cfg.name}' keeps its files in a disk-quota image",
+            hint=f"{what} works on containers without --disk for now; "
+                 "use 'corral backup' for a copy.")
+
+
+def _freeze_upper(host: Host, cfg: ContainerConfig) -> list[str]:
+    """Freeze the container's upper into a new shared layer; return the new chain.
+
+    An empty upper of a stopped container adds no layer: the chain as it is
+    already describes its files.
+
+    Stopped: a rename (constant time).  Running: the container is frozen for
+    the cut and the driver copies or snapshots its upper.  The caller holds
+    the container's lock.
+    """
+    host.ensure_dirs()
+    layer_id = f"{int(time.time()):x}-{secrets.token_hex(6)}"
+    target = host.paths.layer(layer_id)
+    upper = host.paths.upper(cfg.name)
+    drv = _driver(host)
+    status = host.status(cfg.name)
+    if status == STOPPED:
+        if not os.listdir(upper):
+            return list(cfg.layers)
+        drv.freeze(upper, target, in_use=False)
+        _reset_work(host, cfg.name)
+        return [layer_id, *cfg.layers]
+    cg = host.cgroup(cfg.name)
+    was_frozen = cg.frozen()
+    if not was_frozen:
+        cg.freeze()
+    try:
+        # Writes the processes made just before the freeze may still sit in
+        # the page cache; a copy reads them from there, a btrfs snapshot
+        # takes them after this sync.
+        os.sync()
+        drv.freeze(upper, target, in_use=True)
+    finally:
+        if not was_frozen:
+            cg.thaw()
+    return [layer_id, *cfg.layers]
+
+
+def _reset_work(host: Host, name: str) -> None:
+    # Overlayfs wants its work dir empty and on the upper's filesystem.
+    work = host.paths.work(name)
+    store.remove_tree(work)
+    os.mkdir(work, 0o755)
+
+
+# -- snapshots ----------------------------------------------------------------------------
+
+def snapshot_create(host: Host, name: str, snap: str) -> dict[str, Any]:
+    validate_snapshot_name(snap)
+    cfg = host.load_config(name)
+    _require_layered(host, cfg, "A snapshot")
+    with host.lock(name):
+        cfg = host.load_config(name)
+        path = host.paths.snapshot_file(name, snap)
+        if os.path.exists(path):
+            raise ConflictError(f"container '{name}' already has a snapshot '{snap}'",
+                                hint=f"Delete it first: corral snapshot delete {name} {snap}")
+        started = time.monotonic()
+        running = host.status(name) != STOPPED
+        try:
+            with layers_lock(host):
+                chain = _freeze_upper(host, cfg)
+                record = {"name": snap, "container": name, "created": time.time(),
+                          "layers": chain, "template": cfg.template,
+                          "template_version": cfg.template_version, "live": running,
+                          "seconds": round(time.monotonic() - started, 4)}
+                os.makedirs(host.paths.snapshots(name), 0o700, exist_ok=True)
+                if not running:
+                    # The upper became the layer: the container now stands on it.
+                    cfg.layers = chain
+                    host.save_config(cfg)
+                store.write_toml(path, record)
+        except BaseException:
+            _gc_layers(host)
+            raise
+    return record
+
+
+def snapshot_list(host: Host, name: str) -> list[dict[str, Any]]:
+    host.load_config(name)
+    try:
+        files = sorted(os.listdir(host.paths.snapshots(name)))
+    except FileNotFoundError:
+        return []
+    out = [store.read_toml(f"{host.paths.snapshots(name)}/{f}")
+           for f in files if f.endswith(".toml")]
+    return sorted(out, key=lambda s: s["created"])
+
+
+def _load_snapshot(host: Host, name: str, snap: str) -> dict[str, Any]:
+    validate_snapshot_name(snap)
+    try:
+        return store.read_toml(host.paths.snapshot_file(name, snap))
+    except FileNotFoundError:
+        raise NotFoundError(f"container '{name}' has no snapshot '{snap}'",
+                            hint=f"See 'corral snapshot list {name}'.") from None
+
+
+def snapshot_restore(host: Host, name: str, snap: str, *, force: bool = False) -> dict[str, Any]:
+    from corral.host import lifecycle
+
+    cfg = host.load_config(name)
+    record = _load_snapshot(host, name, snap)
+    with host.lock(name):
+        state = host.load_state(name)
+        running = host.status(name, state) != STOPPED
+        if running and not force:
+            raise InvalidStateError(f"container '{name}' is running",
+                                    hint=f"Stop it first, or use 'corral snapshot restore "
+                                         f"--force {name} {snap}' to stop and restart it.")
+        if running:
+            lifecycle._stop_locked(host, name, state, timeout=10.0)
+            lifecycle._teardown(host, name, state)
+        started = time.monotonic()
+        cfg = host.load_config(name)
+        # The new upper is made beside the old one and swapped in by rename:
+        # a crash leaves either the old root or the restored one.
+        upper = host.paths.upper(name)
+        fresh, old = f"{upper}.restore", f"{upper}.old"
+        for leftover in (fresh, old):
+            if os.path.lexists(leftover):
+                _driver(host).remove(leftover)
+        _driver(host).make_upper(fresh)
+        os.rename(upper, old)
+        os.rename(fresh, upper)
+        cfg.layers = list(record["layers"])
+        cfg.template_version = record.get("template_version")
+        host.save_config(cfg)
+        _reset_work(host, name)
+        _driver(host).remove(old)
+        _gc_layers(host)
+        seconds = round(time.monotonic() - started, 4)
+        if running:
+            lifecycle._launch(host, cfg)
+    return {"name": snap, "container": name, "seconds": seconds, "restarted": running}
+
+
+def snapshot_delete(host: Host, name: str, snap: str) -> None:
+    host.load_config(name)
+    _load_snapshot(host, name, snap)
+    with host.lock(name):
+        os.unlink(host.paths.snapshot_file(name, snap))
+        _gc_layers(host)
+
+
+# -- clone and rebase ---------------------------------------------------------------------
+
+def clone(host: Host, src: str, dst: str, *, snapshot: str | None = None) -> ContainerConfig:
+    """A new container sharing ``src``'s layers (or a snapshot's), with its own identity."""
+    from corral.host import lifecycle
+    from corral.model import validate_name
+
+    validate_name(dst)
+    cfg = host.load_config(src)
+    _require_layered(host, cfg, "A clone")
+    if host.exists(dst):
+        raise ConflictError(f"container '{dst}' already exists",
+                            hint="Choose another name, or destroy the old one first.")
+    try:
+        with host.lock(src), layers_lock(host):
+            cfg = host.load_config(src)
+            if snapshot is not None:
+                record = _load_snapshot(host, src, snapshot)
+                chain, version = list(record["layers"]), record.get("template_version")
+            else:
+                running = host.status(src) != STOPPED
+                chain, version = _freeze_upper(host, cfg), cfg.template_version
+                if not running:
+                    cfg.layers = chain
+                    host.save_config(cfg)
+            data = cfg.to_dict()
+            data.update(name=dst, hostname=None, layers=chain, template_version=version,
+                        created=time.time(), ephemeral=False)
+            net = dict(data.get("network") or {})
+            if "ip" in net:
+                net["ip"] = "auto"  # a fresh address from the pool; the MAC follows the name
+            if "publish" in net:
+                net["publish"] = []  # host ports belong to the source
+            data["network"] = net
+            new = ContainerConfig.from_dict(data)
+            with Reverter() as undo:
+                lifecycle.create(host, new)
+                undo.add(lambda: lifecycle.destroy(host, dst, force=True, gc=False))
+                _new_identity(host, new, chain, version)
+                undo.success()
+    except BaseException:
+        _gc_layers(host)
+        raise
+    return new
+
+
+def _new_identity(host: Host, cfg: ContainerConfig, chain: list[str], version: Any) -> None:
+    """machine-id and SSH host keys of the clone's own, written into its upper."""
+    import shutil
+    import subprocess
+
+    from corral.host import templates
+
+    lowers = [host.paths.layer(i) for i in chain]
+    lowers += list(templates.stack(host, str(cfg.template), version))
+
+    def present(rel: str) -> bool:
+        return any(os.path.lexists(f"{d}/{rel}") for d in lowers)
+
+    upper = host.paths.upper(cfg.name)
+    if present("etc/machine-id"):
+        os.makedirs(f"{upper}/etc", 0o755, exist_ok=True)
+        store.write_atomic(f"{upper}/etc/machine-id", (secrets.token_hex(16) + "\n").encode(),
+                           0o444)
+    keys = [f"etc/ssh/ssh_host_{kind}_key" for kind in ("rsa", "ecdsa", "ed25519")]
+    if any(present(k) for k in keys) and shutil.which("ssh-keygen"):
+        os.makedirs(f"{upper}/etc/ssh", 0o755, exist_ok=True)
+        for rel, kind in zip(keys, ("rsa", "ecdsa", "ed25519")):
+            for suffix in ("", ".pub"):
+                if os.path.lexists(f"{upper}/{rel}{suffix}"):
+                    os.unlink(f"{upper}/{rel}{suffix}")
+            subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C",
+                            f"root@{cfg.effective_hostname}", "-f", f"{upper}/{rel}"],
+                           check=True, capture_output=True)
+
+
+def rebase(host: Host, name: str, version: int | None = None, *,
+           force: bool = False) -> dict[str, Any]:
+    """Move a container onto another version of its template, keeping its own layers."""
+    from corral.host import lifecycle, templates
+
+    cfg = host.load_config(name)
+    _require_layered(host, cfg, "A rebase")
+    meta = templates.require(host, str(cfg.template))
+    known = [int(v["version"]) for v in templates.versions(meta)]
+    target = known[-1] if version is None else version
+    if target not in known:
+        raise NotFoundError(f"template '{cfg.template}' has no version {target}",
+                            hint=f"Versions: {', '.join(map(str, known))}.")
+    with host.lock(name):
+        state = host.load_state(name)
+        running = host.status(name, state) != STOPPED
+        if running and not force:
+            raise InvalidStateError(f"container '{name}' is running",
+                                    hint=f"Stop it first, or use 'corral rebase --force {name}'.")
+        before = cfg.template_version or 1
+        if running:
+            lifecycle._stop_locked(host, name, state, timeout=10.0)
+            lifecycle._teardown(host, name, state)
+        cfg = host.load_config(name)
+        cfg.template_version = target
+        host.save_config(cfg)
+        _reset_work(host, name)
+        if running:
+            lifecycle._launch(host, cfg)
+    return {"name": name, "template": cfg.template, "from": before, "to": target,
+            "restarted": running}
+
+
+# -- layer garbage collection ----------------------------------------------------------------
+
+def referenced_layers(host: Host) -> set[str]:
+    used: set[str] = set()
+    for cname in host.names():
+        try:
+            used.update(host.load_config(cname).layers)
+        except Exception:  # noqa: BLE001 — a broken config must keep its layers: see below
+            return set(_all_layers(host))  # unsure: remove nothing
+        for snap in snapshot_list(host, cname):
+            used.update(snap.get("layers", []))
+    return used
+
+
+def _all_layers(host: Host) -> list[str]:
+    try:
+        return [n for n in os.listdir(host.paths.layers) if not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def layers_lock(host: Host) -> Any:
+    """Held while a layer exists that nothing refers to yet, and by the collector."""
+    host.ensure_dirs()
+    return store.locked(f"{host.paths.locks}/.layers.lock", "the layer store")
+
+
+def _gc_layers(host: Host) -> list[str]:
+    """Remove layers no container or snapshot refers to; return their ids."""
+    if not os.path.isdir(host.paths.layers):
+        return []
+    with layers_lock(host):
+        used = referenced_layers(host)
+        gone = []
+        drv = _driver(host)
+        for layer_id in _all_layers(host):
+            if layer_id not in used:
+                drv.remove(host.paths.layer(layer_id))
+                gone.append(layer_id)
+        return gone
+
+
+gc_layers = _gc_layers

@@ -1,0 +1,19 @@
+"""Filesystem facts the kernel gives only through statfs(2)."""
+
+from __future__ import annotations
+
+import ctypes
+
+from corral.linux._libc import call, libc
+
+
+class _Statfs(ctypes.Structure):
+    # struct statfs on 64-bit Linux: f_type first, then 10 more words and spare.
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_long * 15)]
+
+
+def statfs_type(path: str) -> int:
+    """The filesystem's magic number (``f_type``) for ``path``."""
+    buf = _Statfs()
+    call("statfs", libc.statfs, path.encode(), ctypes.byref(buf), path=path)
+    return buf.f_type & 0xFFFFFFFF
