@@ -5,7 +5,7 @@ Layout of a state root (default /var/lib/corral)::
     templates/<name>/rootfs/        read-only template tree, shared by every container
     templates/<name>/template.toml  metadata (incl. its versions)
     templates/<name>/v<N>/          version N>1: the changes of an update, a layer over N-1
-    layers/<id>/                    read-only layers of containers (frozen uppers), shared
+    layers/<id>/upper/              read-only layers of containers (frozen uppers), shared
                                     by their snapshots and clones
     containers/<name>/snapshots/<snap>.toml  a snapshot: its layer chain and template version
     containers/<name>/config.toml   desired state (TOML)
@@ -43,6 +43,10 @@ class StateRoot:
 
     def layer(self, layer_id: str) -> str:
         return f"{self.layers}/{layer_id}"
+
+    def layer_tree(self, layer_id: str) -> str:
+        """What overlayfs stacks: the frozen upper inside the layer directory."""
+        return f"{self.layers}/{layer_id}/upper"
 
     def snapshots(self, name: str) -> str:
         return f"{self.containers}/{name}/snapshots"

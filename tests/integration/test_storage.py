@@ -224,3 +224,52 @@ def test_disk_quota_containers_say_what_they_cannot_do(corral: Corral, flags: li
     corral("create", "q", "--template", "tiny", *flags)
     p = corral.run("snapshot", "create", "q", "s", check=False)
     assert p.returncode != 0 and "disk-quota" in p.stderr
+
+
+def test_btrfs_state_root_snapshots_running_containers_in_constant_time(
+        state_root: Path, template_cache: Path) -> None:
+    """On btrfs, containers are subvolumes and a live snapshot is a btrfs snapshot."""
+    import shutil
+    import subprocess
+
+    from conftest import _remove_cgroup_top
+
+    image, mnt = state_root / "pool.img", state_root / "pool"
+    with open(image, "wb") as f:
+        f.truncate(1 << 30)
+    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
+    mnt.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
+    root = mnt / "root"
+    c = Corral(root)
+    try:
+        (root / "templates").mkdir(parents=True)
+        shutil.copytree(template_cache, root / "templates" / "tiny", symlinks=True)
+        c("create", "v", "--template", "tiny", "--start")
+        times = []
+        for mb in (1, 300):
+            _fill(c, "v", mb)
+            started = time.monotonic()
+            out = c("snapshot", "create", "v", f"at{mb}")
+            times.append(time.monotonic() - started)
+            assert "live" in out
+        assert times[1] < times[0] * 3 + 0.2, times  # a copy of 300 MB would take seconds
+        c("exec", "v", "--", "rm", "/srv/blob")
+        c("clone", "v", "w")
+        c("snapshot", "restore", "--force", "v", "at300")
+        assert c("exec", "v", "--", "stat", "-c", "%s", "/srv/blob").strip() == str(300 << 20)
+        c("start", "w")
+        assert c.run("exec", "w", "--", "test", "-e", "/srv/blob", check=False).returncode == 1
+        subvolumes = subprocess.run(["btrfs", "subvolume", "list", str(mnt)], check=True,
+                                    capture_output=True, text=True).stdout
+        assert "root/containers/v" in subvolumes and "root/layers/" in subvolumes
+        c("destroy", "--force", "v", "w")
+        assert os.listdir(root / "layers") == []
+        subvolumes = subprocess.run(["btrfs", "subvolume", "list", str(mnt)], check=True,
+                                    capture_output=True, text=True).stdout
+        assert subvolumes.strip() == ""
+    finally:
+        c.run("destroy", "--force", "v", "w", check=False)
+        c.run("network", "delete", "default", check=False)
+        _remove_cgroup_top(root)
+        subprocess.run(["umount", str(mnt)], check=True)

@@ -49,7 +49,7 @@ print(json.dumps(out, sort_keys=True))
 def layer_dirs(root: Path, name: str) -> list[str]:
     cfg = tomllib.loads((root / "containers" / name / "config.toml").read_text())
     dirs = [str(root / "containers" / name / "upper")]
-    dirs += [str(root / "layers" / i) for i in cfg.get("layers", [])]
+    dirs += [str(root / "layers" / i / "upper") for i in cfg.get("layers", [])]
     tpl = root / "templates" / cfg["template"]
     version = int(cfg.get("template_version") or 1)
     dirs += [str(tpl / f"v{v}") for v in range(version, 1, -1)] + [str(tpl / "rootfs")]

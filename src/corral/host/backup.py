@@ -162,7 +162,7 @@ def backup(host: Host, name: str, output: str, *, progress: Any = None) -> dict[
                 _add_bytes(out, store.toml_bytes(data), "config.toml", index)
                 for s in snaps:
                     _add_bytes(out, store.toml_bytes(s), f"snapshots/{s['name']}.toml", index)
-                parts = [(host.paths.layer(i), f"layers/{i}.tar.zst") for i in layer_ids]
+                parts = [(host.paths.layer_tree(i), f"layers/{i}.tar.zst") for i in layer_ids]
                 if upper is not None:
                     parts.append((upper, "upper.tar.zst"))
                 for directory, arcname in parts:
@@ -273,9 +273,10 @@ def restore(host: Host, archive: str, name: str | None = None, *,
                     target = host.paths.layer(new_id)
                     os.mkdir(target, 0o755)
                     undo.add(store.remove_tree, target)
+                    os.mkdir(f"{target}/upper", 0o755)
                     if progress:
                         progress(f"unpacking layer {old_id}", 0, None)
-                    _unpack(f"{scratch}/layers/{old_id}.tar.zst", target)
+                    _unpack(f"{scratch}/layers/{old_id}.tar.zst", f"{target}/upper")
                     ids[old_id] = new_id
                 data.update(name=name, layers=[ids[i] for i in data.get("layers", [])],
                             ephemeral=False)

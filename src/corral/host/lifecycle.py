@@ -69,12 +69,11 @@ def _make_dirs(host: Host, name: str, disk_size: int | None = None) -> None:
     final = host.paths.container_dir(name)
     if os.path.lexists(final):  # a leftover of a crash: nothing in it is wanted
         _rmtree(final)
-    os.mkdir(final, 0o700)
-    for sub in ("work", "rootfs", "disk"):
-        os.mkdir(f"{final}/{sub}", 0o755)
     from corral.storage import layers
 
-    layers.detect(final).make_upper(f"{final}/upper")
+    layers.detect(host.paths.containers).make_container_dir(final)
+    for sub in ("upper", "work", "rootfs", "disk"):
+        os.mkdir(f"{final}/{sub}", 0o755)
     if disk_size is not None:
         from corral.storage import disk
 
@@ -163,7 +162,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
     if cfg.rootfs is not None:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
-        lower = tuple(p.layer(i) for i in cfg.layers)
+        lower = tuple(p.layer_tree(i) for i in cfg.layers)
         lower += templates.stack(host, str(cfg.template), cfg.template_version)
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), lower=lower,
                             upper=p.upper(cfg.name), work=p.work(cfg.name),

@@ -61,28 +61,28 @@ def _require_layered(host: Host, cfg: ContainerConfig, what: str) -> None:
                  "use 'corral backup' for a copy.")
 
 
-def _freeze_upper(host: Host, cfg: ContainerConfig) -> list[str]:
-    """Freeze the container's upper into a new shared layer; return the new chain.
+def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:
+    """Freeze the container's upper into a new shared layer.
 
-    An empty upper of a stopped container adds no layer: the chain as it is
-    already describes its files.
-
-    Stopped: a rename (constant time).  Running: the container is frozen for
-    the cut and the driver copies or snapshots its upper.  The caller holds
-    the container's lock.
+    Returns the chain that describes the container's files now, and whether
+    the container itself must move onto it (its upper became the layer).
+    Stopped on ``dir``: a rename, constant time; an empty upper adds no layer.
+    Running: the container is frozen for the cut and the driver copies or
+    snapshots its upper.  The caller holds the container's lock and the
+    layers lock.
     """
     host.ensure_dirs()
     layer_id = f"{int(time.time()):x}-{secrets.token_hex(6)}"
     target = host.paths.layer(layer_id)
-    upper = host.paths.upper(cfg.name)
     drv = _driver(host)
-    status = host.status(cfg.name)
-    if status == STOPPED:
-        if not os.listdir(upper):
-            return list(cfg.layers)
-        drv.freeze(upper, target, in_use=False)
-        _reset_work(host, cfg.name)
-        return [layer_id, *cfg.layers]
+    container_dir = host.paths.container_dir(cfg.name)
+    if host.status(cfg.name) == STOPPED:
+        if not os.listdir(host.paths.upper(cfg.name)):
+            return list(cfg.layers), False
+        moved = drv.freeze(container_dir, target, in_use=False)
+        if moved:
+            _reset_work(host, cfg.name)
+        return [layer_id, *cfg.layers], moved
     cg = host.cgroup(cfg.name)
     was_frozen = cg.frozen()
     if not was_frozen:
@@ -92,11 +92,11 @@ def _freeze_upper(host: Host, cfg: ContainerConfig) -> list[str]:
         # the page cache; a copy reads them from there, a btrfs snapshot
         # takes them after this sync.
         os.sync()
-        drv.freeze(upper, target, in_use=True)
+        moved = drv.freeze(container_dir, target, in_use=True)
     finally:
         if not was_frozen:
             cg.thaw()
-    return [layer_id, *cfg.layers]
+    return [layer_id, *cfg.layers], moved
 
 
 def _reset_work(host: Host, name: str) -> None:
@@ -122,13 +122,13 @@ def snapshot_create(host: Host, name: str, snap: str) -> dict[str, Any]:
         running = host.status(name) != STOPPED
         try:
             with layers_lock(host):
-                chain = _freeze_upper(host, cfg)
+                chain, moved = _freeze_upper(host, cfg)
                 record = {"name": snap, "container": name, "created": time.time(),
                           "layers": chain, "template": cfg.template,
                           "template_version": cfg.template_version, "live": running,
                           "seconds": round(time.monotonic() - started, 4)}
                 os.makedirs(host.paths.snapshots(name), 0o700, exist_ok=True)
-                if not running:
+                if moved:
                     # The upper became the layer: the container now stands on it.
                     cfg.layers = chain
                     host.save_config(cfg)
@@ -182,15 +182,15 @@ def snapshot_restore(host: Host, name: str, snap: str, *, force: bool = False) -
         fresh, old = f"{upper}.restore", f"{upper}.old"
         for leftover in (fresh, old):
             if os.path.lexists(leftover):
-                _driver(host).remove(leftover)
-        _driver(host).make_upper(fresh)
+                store.remove_tree(leftover)
+        os.mkdir(fresh, 0o755)
         os.rename(upper, old)
         os.rename(fresh, upper)
         cfg.layers = list(record["layers"])
         cfg.template_version = record.get("template_version")
         host.save_config(cfg)
         _reset_work(host, name)
-        _driver(host).remove(old)
+        store.remove_tree(old)
         _gc_layers(host)
         seconds = round(time.monotonic() - started, 4)
         if running:
@@ -226,9 +226,9 @@ def clone(host: Host, src: str, dst: str, *, snapshot: str | None = None) -> Con
                 record = _load_snapshot(host, src, snapshot)
                 chain, version = list(record["layers"]), record.get("template_version")
             else:
-                running = host.status(src) != STOPPED
-                chain, version = _freeze_upper(host, cfg), cfg.template_version
-                if not running:
+                chain, moved = _freeze_upper(host, cfg)
+                version = cfg.template_version
+                if moved:
                     cfg.layers = chain
                     host.save_config(cfg)
             data = cfg.to_dict()
@@ -259,7 +259,7 @@ def _new_identity(host: Host, cfg: ContainerConfig, chain: list[str], version: A
 
     from corral.host import templates
 
-    lowers = [host.paths.layer(i) for i in chain]
+    lowers = [host.paths.layer_tree(i) for i in chain]
     lowers += list(templates.stack(host, str(cfg.template), version))
 
     def present(rel: str) -> bool:

@@ -27,38 +27,40 @@ BTRFS_SUPER_MAGIC = 0x9123683E
 
 
 class DirLayers:
+    """Layers on any filesystem.  A layer is ``layers/<id>/`` with the files in ``upper/``."""
+
     name = "dir"
     live_snapshot_constant_time = False
 
-    def make_upper(self, path: str) -> None:
-        os.mkdir(path, 0o755)
+    def make_container_dir(self, path: str) -> None:
+        os.mkdir(path, 0o700)
 
-    def freeze(self, upper: str, layer: str, *, in_use: bool) -> None:
-        """Make ``layer`` hold what ``upper`` holds now; leave a usable upper behind."""
+    def freeze(self, container_dir: str, layer: str, *, in_use: bool) -> bool:
+        """Make ``layer/upper`` hold what ``container_dir/upper`` holds now.
+
+        Returns True when the upper itself became the layer (the container
+        must now stand on it, with a fresh empty upper), False when the layer
+        is a copy and the container's upper still holds the same files.
+        """
+        upper = f"{container_dir}/upper"
         if not in_use:
-            os.rename(upper, layer)
-            self.make_upper(upper)
-            return
-        import shutil
+            os.mkdir(layer, 0o755)
+            os.rename(upper, f"{layer}/upper")
+            os.mkdir(upper, 0o755)
+            return True
         import subprocess
 
         tmp = f"{layer}.tmp"
+        os.mkdir(tmp, 0o755)
         # cp -a keeps owners, modes, hard links, xattrs (incl. trusted.overlay.*
         # opaque markers) and whiteouts (0/0 character devices).
-        proc = subprocess.run(["cp", "-a", "--reflink=auto", "--", upper, tmp],
+        proc = subprocess.run(["cp", "-a", "--reflink=auto", "--", upper, f"{tmp}/upper"],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.remove(tmp)
             raise CommandError(f"copying {upper} failed: {proc.stderr.strip()[-300:]}")
         os.rename(tmp, layer)
-
-    def writable_copy(self, layer: str, upper: str) -> None:
-        import subprocess
-
-        proc = subprocess.run(["cp", "-a", "--reflink=auto", "--", layer, upper],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise CommandError(f"copying {layer} failed: {proc.stderr.strip()[-300:]}")
+        return False
 
     def remove(self, path: str) -> None:
         from corral.store import remove_tree
@@ -67,27 +69,29 @@ class DirLayers:
 
 
 class BtrfsLayers(DirLayers):
+    """Each container directory is a subvolume; a layer is a read-only snapshot of it.
+
+    The snapshot also holds the container's small files (config, work dir);
+    only its ``upper/`` is used as a layer.  Upper and work must share a
+    subvolume: overlayfs renames between them, which fails across subvolumes.
+    """
+
     name = "btrfs"
     live_snapshot_constant_time = True
 
-    def make_upper(self, path: str) -> None:
+    def make_container_dir(self, path: str) -> None:
         _btrfs("subvolume", "create", path)
+        os.chmod(path, 0o700)
 
-    def freeze(self, upper: str, layer: str, *, in_use: bool) -> None:
-        if not _is_subvolume(upper):  # made before the state root moved to btrfs
-            super().freeze(upper, layer, in_use=in_use)
-            return
-        _btrfs("subvolume", "snapshot", "-r", upper, layer)
-
-    def writable_copy(self, layer: str, upper: str) -> None:
-        if _is_subvolume(layer):
-            _btrfs("subvolume", "snapshot", layer, upper)
-        else:
-            super().writable_copy(layer, upper)
+    def freeze(self, container_dir: str, layer: str, *, in_use: bool) -> bool:
+        if not _is_subvolume(container_dir):  # made before the state root moved to btrfs
+            return super().freeze(container_dir, layer, in_use=in_use)
+        _btrfs("subvolume", "snapshot", "-r", container_dir, layer)
+        return False
 
     def remove(self, path: str) -> None:
         if os.path.isdir(path) and _is_subvolume(path):
-            # Read-only snapshots must be made writable before their files go.
+            # Read-only snapshots must be made writable before they can go.
             _btrfs("property", "set", "-ts", path, "ro", "false")
             _btrfs("subvolume", "delete", path)
         else:
