@@ -107,3 +107,15 @@ def test_doctor_finds_and_fixes_crash_leftovers(corral: Corral, state_root) -> N
     assert corral("doctor").strip() == "nothing left behind"
     corral("start", "d1")
     assert corral.info("d1")["state"] == "running"
+
+
+def test_run_of_a_missing_command_leaves_nothing(corral: Corral) -> None:
+    p = corral.run("run", "--rm", "--template", "tiny", "--", "no-such-command", check=False)
+    assert p.returncode != 0 and "not found in the container's PATH" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert corral.json("list") == []
+    # its address went back to the pool, so the network can be deleted
+    for net in corral.json("network", "list"):  # type: ignore[union-attr]
+        assert net["containers"] == [], net
+    # a bare command name is looked up in the container's PATH
+    assert corral("run", "--rm", "--template", "tiny", "--", "echo", "found") == "found\n"

@@ -437,6 +437,13 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
                             meanwhile=lambda: _write_records_early(host, cfg, remove))
         except BaseException:
             if remove or not host.exists(cfg.name):
+                if cfg.network.get("mode", "none") not in ("none", "host") and \
+                        os.path.isdir(host.net.state_dir):
+                    from corral import network
+
+                    network.release(host.net, cfg.name)  # the address it was given
+                if host.exists(cfg.name):
+                    os.unlink(host.paths.config_file(cfg.name))
                 _rmtree(host.paths.container_dir(cfg.name))
                 lock.unlink()
             raise

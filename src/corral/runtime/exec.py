@@ -17,7 +17,7 @@ import _signal as signal
 
 from corral.errors import ExecError, InvalidStateError
 from corral.linux import ns, proc
-from corral.runtime.spec import DEFAULT_PATH, ExecSpec
+from corral.runtime.spec import DEFAULT_PATH, ExecSpec, execvpe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
             env["USER"] = env["LOGNAME"] = "root"
         env.update(spec.env)
         step = spec.argv[0]
-        _execvpe(spec.argv, env)
+        execvpe(spec.argv, env)
     except BaseException as exc:
         code = 127 if isinstance(exc, FileNotFoundError) and step == spec.argv[0] else 126
         if isinstance(exc, OSError) and exc.errno == errno.ENOENT and step == spec.argv[0]:
@@ -153,22 +153,6 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
             os.write(err_w, f"{code} {text}".encode())
         finally:
             os._exit(code)
-
-
-def _execvpe(argv: tuple[str, ...], env: dict[str, str]) -> None:
-    """execvpe(3) by the container's PATH (os.execvpe imports modules lazily,
-    which cannot be found once we are inside the container)."""
-    if "/" in argv[0]:
-        os.execve(argv[0], list(argv), env)
-    last: OSError = FileNotFoundError(errno.ENOENT, "not found", argv[0])
-    for d in env.get("PATH", DEFAULT_PATH).split(":"):
-        try:
-            os.execve(f"{d or '.'}/{argv[0]}", list(argv), env)
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            last = exc
-        except PermissionError as exc:  # remember, but a later directory may have it
-            last = exc
-    raise last
 
 
 def _resolve_user(user: str | None) -> tuple[int, int, str, list[int]]:

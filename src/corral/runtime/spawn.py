@@ -29,7 +29,7 @@ import struct
 
 from corral.errors import KernelError
 from corral.linux import ns
-from corral.runtime.spec import DEFAULT_PATH, InitSpec
+from corral.runtime.spec import DEFAULT_PATH, InitSpec, execvpe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "linux", "container": "corral"}
         env.update(spec.env)
         step = f"exec {spec.argv[0]}"
-        os.execve(spec.argv[0], list(spec.argv), env)  # #5
+        execvpe(spec.argv, env)  # #5
     except BaseException as exc:
         _fail(report_w, step, exc)
 

@@ -134,3 +134,24 @@ class ExecSpec(_Spec):
     cwd: str | None
     tty: bool
     caps: tuple[str, ...]
+
+
+def execvpe(argv: tuple[str, ...] | list[str], env: dict[str, str]) -> None:
+    """execvpe(3) by the container's PATH, for the init and for ``exec``.
+
+    os.execvpe imports modules lazily, which cannot be found once the process
+    is inside the container; this needs nothing but ``os``.
+    """
+    import os
+
+    if "/" in argv[0]:
+        os.execve(argv[0], list(argv), env)
+    denied: OSError | None = None
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        try:
+            os.execve(f"{d or '.'}/{argv[0]}", list(argv), env)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except PermissionError as exc:  # remember, but a later directory may have it
+            denied = exc
+    raise denied or FileNotFoundError(2, "not found in the container's PATH", argv[0])
