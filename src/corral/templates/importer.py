@@ -36,6 +36,7 @@ Nothing here prints; errors are ``corral.errors`` exceptions.
 from __future__ import annotations
 
 import errno
+import functools
 import gzip
 import hashlib
 import json
@@ -51,7 +52,7 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -63,7 +64,7 @@ from corral.errors import (
     from_oserror,
 )
 
-Progress = Callable[[str, int, "int | None"], None]
+Progress = Callable[[str, int, int | None], None]
 
 # Limits on what an archive may ask of us.  MAX_MEMBERS is a module constant
 # so tests can lower it instead of building ten million headers.
@@ -71,9 +72,10 @@ MAX_MEMBERS = 10_000_000
 MAX_NAME = 4096
 
 _CHUNK = 1 << 20
-_JSON_LIMIT = 4 << 20          # manifests, indexes and configs are small; refuse blobs of JSON bombs
+_JSON_LIMIT = 4 << 20          # manifests, indexes, configs are small: no JSON bombs
 _PROGRESS_STEP = 8 << 20       # report at most every 8 MiB of input
 _DRAIN_LIMIT = 64 << 20        # bytes after the tar end marker we still read to check the stream
+_HEADER_LIMIT = 1 << 20        # PAX / GNU long-name headers: tarfile reads them whole into memory
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -118,6 +120,22 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm"
          "riscv64": "riscv64", "mips64": "mips64le", "loongarch64": "loong64"}
 
 
+# --------------------------------------------------------------------------- helpers
+
+def _opendir_nofollow(base_fd: int, parts: list[str]) -> int:
+    """Open directory ``parts`` below ``base_fd``; a symlink anywhere fails (ELOOP/ENOTDIR)."""
+    fd = os.dup(base_fd)
+    try:
+        for comp in parts:
+            nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 # --------------------------------------------------------------------------- detection
 
 def detect(source: str) -> str:
@@ -125,7 +143,8 @@ def detect(source: str) -> str:
     if source.startswith("oci:"):
         path, _ = _split_ref(source[4:], directory=True)
         if not os.path.isfile(os.path.join(path, "oci-layout")):
-            raise ValidationError(f"'{path}' is not an OCI image layout (it has no oci-layout file)")
+            raise ValidationError(f"'{path}' is not an OCI image layout "
+                                  "(it has no oci-layout file)")
         return "oci"
     if source.startswith("oci-archive:"):
         _split_ref(source[12:], directory=False)
@@ -185,7 +204,12 @@ def _split_ref(rest: str, *, directory: bool) -> tuple[str, str | None]:
 def import_into(source: str, dest: str, *, max_bytes: int = 64 * 2**30,
                 allow_devices: bool = False,
                 progress: Progress | None = None) -> dict[str, Any]:
-    """Fill the empty directory ``dest`` from ``source``; return metadata (see module doc)."""
+    """Fill the empty directory ``dest`` from ``source``; return metadata.
+
+    "bytes" counts regular-file data written, "files" every entry written
+    (directories, files, links, nodes; not the root, not whiteouts), both
+    summed over all layers of an image.
+    """
     fmt = detect(source)
     _check_dest(dest)
     if max_bytes < 0:
@@ -293,7 +317,8 @@ class _Tree:
         except OSError as exc:
             raise from_oserror(f"cannot write '{_show(label)}' into {self.dest}", exc) from exc
 
-    def stage(self, step: str, position: Callable[[], tuple[int, int | None]] | None = None) -> None:
+    def stage(self, step: str,
+              position: Callable[[], tuple[int, int | None]] | None = None) -> None:
         self._step = step
         self._position = position or (lambda: (self.copied, None))
         self._reported = -_PROGRESS_STEP
@@ -306,6 +331,12 @@ class _Tree:
         if final or done - self._reported >= _PROGRESS_STEP:
             self._reported = done
             self.progress(self._step, done, total)
+
+    def end_stage(self) -> None:
+        """Report the stage's last position and freeze it (its input may close next)."""
+        done, total = self._position()
+        self._position = lambda: (done, total)
+        self.tick(final=True)
 
     def clean(self, label: str, name: str, what: str = "path") -> list[str]:
         """Components of an archive path, or a refusal naming the member."""
@@ -357,13 +388,15 @@ class _Tree:
         fd = os.dup(self.root)
         try:
             for comp in parts:
+                created = False
                 try:
                     st = os.lstat(comp, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
                         os.close(fd)
                         return None
-                    os.mkdir(comp, 0o755, dir_fd=fd)
+                    os.mkdir(comp, 0o700, dir_fd=fd)
+                    created = True
                 else:
                     if stat.S_ISLNK(st.st_mode):
                         raise self.refuse(label, "path goes through a symlink")
@@ -377,6 +410,8 @@ class _Tree:
                     raise
                 os.close(fd)
                 fd = nfd
+                if created:
+                    os.fchmod(fd, 0o755)   # not subject to the umask: a rootfs must be traversable
         except BaseException:
             os.close(fd)
             raise
@@ -463,7 +498,8 @@ class _Tree:
         if not parts:
             raise self.refuse(label, "the root of the tree must be a directory")
         if self.bytes + size > self.max_bytes:
-            raise self.refuse(label, f"{self.noun} expands past the limit of {self.max_bytes} bytes")
+            raise self.refuse(label, f"{self.noun} expands past the limit of "
+                                     f"{self.max_bytes} bytes")
         with self._writing(label):
             pfd = self._parent(label, parts)
             assert pfd is not None
@@ -513,6 +549,8 @@ class _Tree:
             raise self.refuse(label, "the root of the tree must be a directory")
         if rel == trel:
             raise self.refuse(label, "hard link points to itself")
+        if trel.startswith(rel + "/"):
+            raise self.refuse(label, "hard link would replace the directory of its own target")
         if trel not in self.regular:
             raise self.refuse(label, f"hard link target '{_show(trel)}' is not a regular file "
                                      "written earlier in the tree")
@@ -523,7 +561,8 @@ class _Tree:
             try:
                 st = os.lstat(target[-1], dir_fd=tfd)
                 if not stat.S_ISREG(st.st_mode):
-                    raise self.refuse(label, f"hard link target '{_show(trel)}' is not a regular file")
+                    raise self.refuse(label, f"hard link target '{_show(trel)}' is not a "
+                                             "regular file")
                 pfd = self._parent(label, parts)
                 assert pfd is not None
                 self._clear(pfd, parts[-1], rel)
@@ -591,7 +630,6 @@ class _Tree:
 
     def finish(self) -> None:
         """Apply directory modes and mtimes, deepest first, the root last."""
-        self.tick(final=True)
         order = sorted(self.dirs, key=lambda r: r.count("/") if r else -1, reverse=True)
         for rel in order:
             mode, mtime_ns = self.dirs[rel]
@@ -609,8 +647,26 @@ class _Tree:
 # --------------------------------------------------------------------------- tar reading
 
 class _TarInfo(tarfile.TarInfo):
-    """Remembers why tarfile stopped: it treats a truncated or garbled header
-    after the first member as a silent end of archive."""
+    """tarfile's TarInfo with two guards.
+
+    It remembers why tarfile stopped, since tarfile treats a truncated or
+    garbled header after the first member as a silent end of archive; and it
+    refuses extended headers that tarfile would read whole into memory.
+    """
+
+    def _proc_pax(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_header_size()
+        return super()._proc_pax(tar)  # type: ignore[misc]
+
+    def _proc_gnulong(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_header_size()
+        return super()._proc_gnulong(tar)  # type: ignore[misc]
+
+    def _check_header_size(self) -> None:
+        if self.size > _HEADER_LIMIT:
+            # ReadError, unlike a HeaderError, is not taken for the end of the archive.
+            raise tarfile.ReadError(f"extended header of {self.size} bytes is larger than "
+                                    f"{_HEADER_LIMIT}")
 
     @classmethod
     def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
@@ -633,6 +689,9 @@ class _FdReader:
         self.pos += len(data)
         return data
 
+    def tell(self) -> int:
+        return self.pos
+
 
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
@@ -648,73 +707,83 @@ def _tar_stream(fd: int, label: str) -> Iterator[tuple[tarfile.TarFile, Callable
     kind = _sniff(fd)
     os.lseek(fd, 0, os.SEEK_SET)
     raw = _FdReader(fd)
-    proc: subprocess.Popen[bytes] | None = None
-    errlog: BinaryIO | None = None
-    stream: Any
-    if kind == "zstd":
-        zstd = shutil.which("zstd")
-        if zstd is None:
-            raise UnsupportedError(f"cannot read {label}: it is zstd-compressed and the zstd "
-                                   "program is not installed", hint="Install it: apt-get install zstd.")
-        errlog = tempfile.TemporaryFile()
-        # The child shares our file offset, so lseek() on fd shows its progress.
-        proc = subprocess.Popen([zstd, "-dcq"], stdin=fd, stdout=subprocess.PIPE, stderr=errlog,
-                                close_fds=True)
-        stream = proc.stdout
-
-        def position() -> int:
-            return os.lseek(fd, 0, os.SEEK_CUR)
-    else:
-        if kind == "gzip":
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+    with ExitStack() as stack:
+        proc: subprocess.Popen[bytes] | None = None
+        stream: Any = raw
+        position: Callable[[], int] = raw.tell
+        if kind == "zstd":
+            zstd = shutil.which("zstd")
+            if zstd is None:
+                raise UnsupportedError(f"cannot read {label}: it is zstd-compressed and the zstd "
+                                       "program is not installed",
+                                       hint="Install it: apt-get install zstd.")
+            errlog = stack.enter_context(tempfile.TemporaryFile())
+            proc = subprocess.Popen([zstd, "-dcq"], stdin=fd, stdout=subprocess.PIPE,
+                                    stderr=errlog, close_fds=True)
+            stack.callback(_reap, proc)
+            stream = proc.stdout
+            # The child shares our file offset, so lseek() on fd shows its progress.
+            position = functools.partial(os.lseek, fd, 0, os.SEEK_CUR)
+        elif kind == "gzip":
+            stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))  # type: ignore
         elif kind == "xz":
-            stream = lzma.LZMAFile(raw)  # type: ignore[arg-type]
-        elif kind == "tar":
-            stream = raw
-        else:
+            stream = stack.enter_context(lzma.LZMAFile(raw))  # type: ignore
+        elif kind != "tar":
             raise ValidationError(f"{label} is not a tar, tar.gz, tar.xz or tar.zst archive")
 
-        def position() -> int:
-            return raw.pos
-    try:
+        def zstd_failed() -> None:
+            """Raise zstd's own complaint if it failed; it says more than tarfile."""
+            if proc is not None and _drain(stream) and proc.wait() != 0:
+                raise ValidationError(f"{label} is not valid zstd data: "
+                                      f"{_tail(errlog, proc.returncode)}")
+
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_TarInfo,
-                               encoding="utf-8", errors="surrogateescape")
+            tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|", tarinfo=_TarInfo,
+                                                   encoding="utf-8", errors="surrogateescape"))
         except _CORRUPT as exc:
+            zstd_failed()   # e.g. a cut-short .zst yields no output at all: "empty file"
             raise ValidationError(f"{label} is not a valid archive: {exc}") from None
         yield tar, position
         bad_end = getattr(tar, "_corral_bad_end", None)
         if bad_end:
             raise ValidationError(f"{label} is corrupt: {bad_end}")
         # Read on past the end marker so the decompressor checks its trailer.
-        drained, at_eof = 0, False
         try:
-            while drained < _DRAIN_LIMIT:
-                chunk = stream.read(_CHUNK)
-                if not chunk:
-                    at_eof = True
-                    break
-                drained += len(chunk)
+            zstd_failed()
+            _drain(stream)
         except _CORRUPT as exc:
             raise ValidationError(f"{label} is corrupt: {exc}") from None
-        if proc is not None and at_eof and proc.wait() != 0:
-            assert errlog is not None
-            errlog.seek(0)
-            tail = errlog.read()[-300:].decode(errors="replace").strip().splitlines()
-            raise ValidationError(f"{label} is not valid zstd data: "
-                                  f"{tail[-1] if tail else 'zstd exited ' + str(proc.returncode)}")
-    finally:
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            assert proc.stdout is not None
-            proc.stdout.close()
-        if errlog is not None:
-            errlog.close()
 
 
-def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> Callable[[int], bytes]:
+def _drain(stream: Any) -> bool:
+    """Read and drop the rest of a stream; True if its end was reached within the limit."""
+    drained = 0
+    while drained < _DRAIN_LIMIT:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return True
+        drained += len(chunk)
+    return False
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a decompressor we no longer read from (it may be blocked on a full pipe)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _tail(errlog: BinaryIO, returncode: int) -> str:
+    """The last line zstd wrote to stderr, for a one-line message."""
+    errlog.seek(0)
+    lines = errlog.read()[-300:].decode(errors="replace").strip().splitlines()
+    return lines[-1].strip() if lines else f"zstd exited with status {returncode}"
+
+
+def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo, label: str,
+            what: str) -> Callable[[int], bytes]:
     fileobj = tar.extractfile(member)
     assert fileobj is not None
 
@@ -722,7 +791,7 @@ def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> Callab
         try:
             return fileobj.read(size)
         except _CORRUPT as exc:
-            raise ValidationError(f"archive is corrupt at member '{_show(label)}': {exc}") from None
+            raise ValidationError(f"{what} is corrupt at member '{_show(label)}': {exc}") from None
     return read
 
 
@@ -775,26 +844,26 @@ def _meta_from_member(tree: _Tree, label: str, m: tarfile.TarInfo) -> _Meta:
     return _Meta(m.mode & 0o7777, m.uid, m.gid, mtime_ns, xattrs)
 
 
-def _extract(tree: _Tree, tar: tarfile.TarFile, layer: _Layer | None) -> None:
-    """Apply every member of a streaming tar to the tree."""
+def _extract(tree: _Tree, tar: tarfile.TarFile, layer: _Layer | None, what: str) -> None:
+    """Apply every member of a streaming tar to the tree; ``what`` names the archive."""
     count = 0
     while True:
         try:
             member = tar.next()
         except _CORRUPT as exc:
-            raise ValidationError(f"{tree.noun} is corrupt: {exc}") from None
+            raise ValidationError(f"{what} is corrupt: {exc}") from None
         if member is None:
             break
         tar.members.clear()   # stream mode keeps every header otherwise: 10M members = GBs
         count += 1
         if count > MAX_MEMBERS:
-            raise ValidationError(f"{tree.noun} is refused: it has more than {MAX_MEMBERS} members")
-        _apply_member(tree, tar, member, layer)
+            raise ValidationError(f"{what} is refused: it has more than {MAX_MEMBERS} members")
+        _apply_member(tree, tar, member, layer, what)
         tree.tick()
 
 
 def _apply_member(tree: _Tree, tar: tarfile.TarFile, m: tarfile.TarInfo,
-                  layer: _Layer | None) -> None:
+                  layer: _Layer | None, what: str) -> None:
     label = m.name
     parts = tree.clean(label, m.name)
     if any(p.startswith(_WHITEOUT) for p in parts[:-1]):
@@ -817,7 +886,7 @@ def _apply_member(tree: _Tree, tar: tarfile.TarFile, m: tarfile.TarInfo,
     if m.isdir():
         tree.add_dir(label, parts, meta)
     elif m.isreg():
-        tree.add_file(label, parts, meta, m.size, _reader(tar, m, label))
+        tree.add_file(label, parts, meta, m.size, _reader(tar, m, label, what))
     elif m.issym():
         tree.add_symlink(label, parts, m.linkname, meta)
     elif m.ischr() or m.isblk():
@@ -835,7 +904,8 @@ def _import_tar(tree: _Tree, path: str) -> None:
         label = f"archive '{path}'"
         with _tar_stream(fd, label) as (tar, position):
             tree.stage("extract", lambda: (position(), total))
-            _extract(tree, tar, None)
+            _extract(tree, tar, None, label)
+        tree.end_stage()   # after the stream's trailer was read, before fd closes
     finally:
         os.close(fd)
 
@@ -868,8 +938,6 @@ def _import_dir(tree: _Tree, source: str, dest: str) -> None:
         src_root = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise from_oserror(f"cannot open source directory '{source}'", exc) from exc
-    src = _Tree.__new__(_Tree)   # only for its no-follow walk over the source
-    src.root, src._cached, src.where = src_root, None, "source entry"
     links: dict[tuple[int, int], list[str]] = {}
     count = 0
     try:
@@ -878,13 +946,13 @@ def _import_dir(tree: _Tree, source: str, dest: str) -> None:
         while todo:
             dparts = todo.pop()
             try:
-                dfd = src._walk("/".join(dparts), dparts, create=False, cache=False)
-            except ValidationError:
-                raise ValidationError(f"source directory '{source}' changed while it was "
-                                      "being copied") from None
-            if dfd is None:
-                raise ValidationError(f"source directory '{source}' changed while it was "
-                                      "being copied")
+                # Reopened from the top, no-follow, so that fds stay few however wide the tree.
+                dfd = _opendir_nofollow(src_root, dparts)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    raise ValidationError(f"source directory '{source}' changed while it was "
+                                          "being copied") from None
+                raise from_oserror(f"cannot read source directory '{source}'", exc) from exc
             try:
                 for name in sorted(os.listdir(dfd)):
                     count += 1
@@ -892,19 +960,20 @@ def _import_dir(tree: _Tree, source: str, dest: str) -> None:
                         raise ValidationError(f"source directory '{source}' is refused: it has "
                                               f"more than {MAX_MEMBERS} entries")
                     parts = [*dparts, name]
-                    _copy_entry(tree, dfd, name, parts, links)
-                    if stat.S_ISDIR(os.lstat(name, dir_fd=dfd).st_mode):
+                    if _copy_entry(tree, dfd, name, parts, links):
                         todo.append(parts)
             except OSError as exc:
                 raise from_oserror(f"cannot read source directory '{source}'", exc) from exc
             finally:
                 os.close(dfd)
+        tree.end_stage()
     finally:
         os.close(src_root)
 
 
 def _copy_entry(tree: _Tree, dfd: int, name: str, parts: list[str],
-                links: dict[tuple[int, int], list[str]]) -> None:
+                links: dict[tuple[int, int], list[str]]) -> bool:
+    """Copy one entry of the source; True when it is a directory to descend into."""
     label = "/".join(parts)
     st = os.lstat(name, dir_fd=dfd)
     mode = st.st_mode
@@ -916,11 +985,12 @@ def _copy_entry(tree: _Tree, dfd: int, name: str, parts: list[str],
         finally:
             os.close(fd)
         tree.add_dir(label, parts, _stat_meta(st, xattrs))
-    elif stat.S_ISREG(mode):
+        return True
+    if stat.S_ISREG(mode):
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in links:
             tree.add_hardlink(label, parts, links[key])
-            return
+            return False
         fd = os.open(name, _READ_FLAGS, dir_fd=dfd)
         try:
             fst = os.fstat(fd)
@@ -939,15 +1009,14 @@ def _copy_entry(tree: _Tree, dfd: int, name: str, parts: list[str],
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
         kind = "chr" if stat.S_ISCHR(mode) else "blk" if stat.S_ISBLK(mode) else "fifo"
         major, minor = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind != "fifo" else (0, 0)
-        if kind == "chr" and major == minor == 0 or tree.allow_devices:
-            xattrs = _source_xattrs(proc_path)
-        else:
-            xattrs = {}   # about to be refused; do not bother reading
+        # Refused ones (no allow_devices) need no xattrs read first.
+        xattrs = _source_xattrs(proc_path) if tree.allow_devices else {}
         tree.add_special(label, parts, kind, _stat_meta(st, xattrs), major, minor)
     elif stat.S_ISSOCK(mode):
         pass   # a socket belongs to a running process; like tar, leave it out
     else:
         raise tree.refuse(label, "file type is not supported")
+    return False
 
 
 # --------------------------------------------------------------------------- OCI images
@@ -985,12 +1054,8 @@ class _Layout:
 
     def _open(self, parts: list[str]) -> int:
         """Open a file of the layout without following symlinks inside it."""
-        fd = os.dup(self.fd)
+        fd = _opendir_nofollow(self.fd, parts[:-1])
         try:
-            for comp in parts[:-1]:
-                nfd = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = nfd
             return os.open(parts[-1], _READ_FLAGS, dir_fd=fd)
         finally:
             os.close(fd)
@@ -1167,16 +1232,20 @@ def _import_layout(tree: _Tree, path: str, tag: str | None) -> dict[str, Any]:
             if media not in _LAYER_TYPES:
                 raise ValidationError(f"{step} ({ldigest}) has unsupported media type "
                                       f"'{_show(media)}'")
-            tree.stage(f"verify {step}", lambda: (0, size))
-            fd = layout.blob(ldesc, step,
-                             lambda done: tree.progress and tree.progress(f"verify {step}",
-                                                                          done, size))
+            verified = [0]
+            tree.stage(f"verify {step}", lambda v=verified, n=size: (v[0], n))
+
+            def hashed(done: int, v: list[int] = verified) -> None:
+                v[0] = done
+                tree.tick()
+            fd = layout.blob(ldesc, step, hashed)
             try:
                 tree.where = f"{step} member"
-                with _tar_stream(fd, f"{step} ({ldigest})") as (tar, position):
-                    tree.stage(step, lambda: (position(), size))
-                    _extract(tree, tar, _Layer())
-                tree.tick(final=True)
+                what = f"{step} ({ldigest})"
+                with _tar_stream(fd, what) as (tar, position):
+                    tree.stage(step, lambda p=position, n=size: (p(), n))
+                    _extract(tree, tar, _Layer(), what)
+                tree.end_stage()
             finally:
                 os.close(fd)
     finally:
