@@ -19,7 +19,7 @@ pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs e2fsprogs util
       debootstrap zstd btrfs-progs)
 if [ "$with_tests" = 1 ]; then
     # peers measured side by side in bench/, and tools the tests use
-    pkgs+=(runc crun lxc systemd-container)
+    pkgs+=(runc crun lxc rsync systemd-container)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -88,10 +88,8 @@ def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:
     if not was_frozen:
         cg.freeze()
     try:
-        # Writes the processes made just before the freeze may still sit in
-        # the page cache; a copy reads them from there, a btrfs snapshot
-        # takes them after this sync.
-        os.sync()
+        # No sync needed: a copy reads recent writes from the page cache, and
+        # a btrfs snapshot flushes the subvolume's dirty data itself.
         moved = drv.freeze(container_dir, target, in_use=True)
     finally:
         if not was_frozen:
