@@ -140,6 +140,10 @@ class ContainerConfig(_Record):
         # container stands on, and its own read-only layers, newest first.
         "template_version": None,
         "layers": [],
+        # Unprivileged (the default): the container's ids 0..size-1 are host ids
+        # base..base+size-1 in its own user namespace; --privileged: the host's ids.
+        "privileged": False,
+        "idmap": None,
     }
     __slots__ = tuple(_defaults)
 
@@ -156,6 +160,8 @@ class ContainerConfig(_Record):
     created: float
     template_version: int | None
     layers: list[str]
+    privileged: bool
+    idmap: dict[str, int] | None
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)

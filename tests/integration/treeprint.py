@@ -20,7 +20,7 @@ from pathlib import Path
 WALKER = r"""
 import hashlib, json, os, subprocess, sys
 lower, mnt = sys.argv[1], sys.argv[2]
-subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "ro,lowerdir=" + lower, mnt], check=True)
+subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "ro,userxattr,lowerdir=" + lower, mnt], check=True)
 out, links = {}, {}
 for dirpath, dirs, files in os.walk(mnt):
     dirs[:] = [d for d in dirs if os.path.join(dirpath, d)[len(mnt):] not in ("/proc", "/sys", "/dev")]

@@ -79,7 +79,7 @@ def cmd_create(host: Any, args: Any) -> int:
 
     kw: dict[str, Any] = {"name": args.name, "template": args.template, "rootfs": args.rootfs,
                           "hostname": args.hostname, "limits": _limits(args),
-                          "network": _network(args)}
+                          "network": _network(args), "privileged": args.privileged}
     if args.init:
         import shlex
 
@@ -250,10 +250,11 @@ def cmd_list(host: Any, args: Any) -> int:
         render.emit_json(items)
         return 0
     print(render.table(
-        ("NAME", "STATE", "TEMPLATE", "ADDRESS", "PROCESSES", "MEMORY"),
+        ("NAME", "STATE", "TEMPLATE", "ADDRESS", "PROCESSES", "MEMORY", "PRIVILEGES"),
         [(i["name"], i["state"], i["template"] or i["rootfs"], i["ip"],
           i["processes"] if i["state"] != "stopped" else None,
-          render.human_size(i["memory_bytes"]) if i["state"] != "stopped" else None)
+          render.human_size(i["memory_bytes"]) if i["state"] != "stopped" else None,
+          "privileged" if i["privileged"] else "unprivileged")
          for i in items]))
     return 0
 
@@ -312,7 +313,8 @@ def cmd_run(host: Any, args: Any) -> int:
     name = args.name or f"run-{os.urandom(4).hex()}"
     cfg = ContainerConfig(name=name, template=args.template, rootfs=args.rootfs,
                           hostname=args.hostname, init=list(args.argv), env=_env(args.env),
-                          limits=_limits(args), network=_network(args))
+                          limits=_limits(args), network=_network(args),
+                          privileged=args.privileged)
     return int(host.run(cfg, remove=args.rm))
 
 

@@ -216,6 +216,9 @@ def _source_args(p: Any) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--template", "-T", metavar="T")
     g.add_argument("--rootfs", metavar="DIR", help="use a directory as the root, without copying")
+    p.add_argument("--privileged", action="store_true",
+                   help="no user namespace: the container's root is the host's root "
+                        "(default: its own range of 65536 host ids)")
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
@@ -248,11 +251,12 @@ _FAST = {
             "--hostname": ("hostname", True, False), "-T": ("template", True, False),
             "--template": ("template", True, False), "--rootfs": ("rootfs", True, False),
             "-e": ("env", True, True), "--env": ("env", True, True),
-            "--net": ("net", True, False)},
+            "--net": ("net", True, False), "--privileged": ("privileged", False, False)},
 }
 _FAST_DEFAULTS = {
     "exec": {"tty": False, "user": None, "env": [], "cwd": None},
-    "run": {"rm": False, "name": None, "hostname": None, "template": None, "rootfs": None,
+    "run": {"rm": False, "privileged": False, "name": None, "hostname": None, "template": None,
+            "rootfs": None,
             "env": [], "net": None, "ip": None, "network": None, "publish": None,
             "isolated": False, "nameserver": None, "searchdomain": None, "net_rate": None},
 }

@@ -109,9 +109,21 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
 
                 undo.add(network.release, host.net, cfg.name)
                 network.allocate(host.net, cfg.name, cfg.network)
+            _lease_ids(host, cfg, undo)
             host.save_config(cfg, durable=durable)
             undo.success()
     return cfg
+
+
+def _lease_ids(host: Host, cfg: ContainerConfig, undo: Reverter) -> None:
+    """An unprivileged container's own range of host ids (see host/idmaps.py)."""
+    if cfg.privileged:
+        cfg.idmap = None
+        return
+    from corral.host import idmaps
+
+    undo.add(idmaps.release, host.root, cfg.name)
+    cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name), "size": idmaps.SIZE}
 
 
 def destroy(host: Host, name: str, *, force: bool = False, gc: bool = True) -> None:
@@ -139,6 +151,10 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any) -> None:
         from corral import network
 
         network.release(host.net, name)
+    if not host.load_config(name).privileged:
+        from corral.host import idmaps
+
+        idmaps.release(host.root, name)
     # The config goes first: from then on this is no container, and a crash
     # leaves a directory that the next create or doctor removes.
     os.unlink(host.paths.config_file(name))
@@ -185,6 +201,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         foreground=foreground,
         console_log=None if foreground else p.console_log(cfg.name),
         binds=binds,
+        userns=(cfg.idmap["base"], cfg.idmap["base"], cfg.idmap["size"]) if cfg.idmap else None,
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
@@ -432,6 +449,10 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     with host.lock(cfg.name) as lock:
         _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None)
         try:
+            if not cfg.privileged:
+                from corral.host import idmaps
+
+                cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name), "size": idmaps.SIZE}
             # An ephemeral container's records need not survive a power cut.
             state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,
                             meanwhile=lambda: _write_records_early(host, cfg, remove))
@@ -442,6 +463,10 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
                     from corral import network
 
                     network.release(host.net, cfg.name)  # the address it was given
+                if cfg.idmap:
+                    from corral.host import idmaps
+
+                    idmaps.release(host.root, cfg.name)
                 if host.exists(cfg.name):
                     os.unlink(host.paths.config_file(cfg.name))
                 _rmtree(host.paths.container_dir(cfg.name))
@@ -527,7 +552,12 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "started": state.started if current != STOPPED else None,
         "ephemeral": cfg.ephemeral,
         "init": cfg.init,
-        "privileged": True,
+        "privileged": cfg.privileged,
+        "idmap": None if cfg.idmap is None else
+        f"0-{cfg.idmap['size'] - 1} -> {cfg.idmap['base']}-"
+        f"{cfg.idmap['base'] + cfg.idmap['size'] - 1}",
+        "template_version": cfg.template_version,
+        "layers": len(cfg.layers),
         "limits": cfg.limits,
         "disk_quota": "image (ext4 on a loop device, mounted only inside the container)"
         if _has_disk_quota(cfg) else "none",

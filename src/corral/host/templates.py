@@ -204,7 +204,7 @@ def update(host: Host, name: str, *, command: str | None = None) -> dict[str, An
             store.remove_tree(target)
         cfg = ContainerConfig(name=builder, template=name, template_version=latest,
                               init=["/bin/sh", "-c", command], network={"mode": "host"},
-                              hostname=name)
+                              hostname=name, privileged=True)
         started = time.monotonic()
         try:
             code = lifecycle.run(host, cfg, remove=False)

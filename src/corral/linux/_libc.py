@@ -14,9 +14,12 @@ libc = ctypes.CDLL(None, use_errno=True)
 # Syscalls glibc 2.36 has no wrapper for.  asm-generic numbers (aarch64,
 # riscv64) differ from x86_64's historical table for the older calls.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "pidfd_getfd": 438, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442},
-    "riscv64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442},
+    "x86_64": {"pivot_root": 155, "pidfd_getfd": 438, "mount_setattr": 442,
+               "open_tree": 428, "move_mount": 429},
+    "aarch64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442,
+                "open_tree": 428, "move_mount": 429},
+    "riscv64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442,
+                "open_tree": 428, "move_mount": 429},
 }
 SYSCALL_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["aarch64"])
 

@@ -43,3 +43,42 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     syscall("pivot_root", _b(new_root), _b(put_old), path=new_root)
+
+
+# -- the new mount API: detached trees and idmapped mounts (Linux 5.12+) ---------------------
+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+AT_FDCWD = -100
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_IDMAP = 0x100000
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def open_tree_idmapped(path: str, userns_fd: int) -> int:
+    """A detached copy of the mount tree at ``path`` whose file owners are seen
+    through ``userns_fd``'s id map (on-disk id N appears as the host id N maps to)."""
+    fd = syscall("open_tree", AT_FDCWD, _b(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+                 path=path)
+    try:
+        attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        syscall("mount_setattr", fd, b"", AT_EMPTY_PATH, ctypes.byref(attr),
+                ctypes.sizeof(attr), path=path)
+    except BaseException:
+        import os
+
+        os.close(fd)
+        raise
+    return fd
+
+
+def move_mount(tree_fd: int, target: str) -> None:
+    """Attach a detached tree (from open_tree) at ``target``."""
+    syscall("move_mount", tree_fd, b"", AT_FDCWD, _b(target), MOVE_MOUNT_F_EMPTY_PATH,
+            path=target)

@@ -53,3 +53,39 @@ def sethostname(name: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return call("prctl", libc.prctl, option, arg2, arg3, arg4, arg5)
+
+
+def make_userns(uid_base: int, gid_base: int, size: int) -> int:
+    """A new user namespace mapping ids 0..size-1 to the host's ``*_base``...; its fd.
+
+    A helper child unshares it and this process (privileged in the parent
+    namespace) writes the maps, as newuidmap does; the namespace lives on
+    through the returned fd after the helper is gone.
+    """
+    import os
+
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            unshare(CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(done_r, 1)  # hold the namespace until the parent has its fd
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise OSError(1, "unshare(CLONE_NEWUSER) failed")
+        for name, base in (("uid_map", uid_base), ("gid_map", gid_base)):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(f"0 {base} {size}\n")
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)

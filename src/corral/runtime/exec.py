@@ -47,11 +47,14 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
 
         pty_sock = socket.socketpair()
     ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
+    join = JOIN
+    if os.readlink(f"/proc/{init_pid}/ns/user") != os.readlink("/proc/self/ns/user"):
+        join |= ns.CLONE_NEWUSER  # an unprivileged container: its ids, its capabilities
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
-        _child(pidfd, procs, err_w, pty_sock[1].fileno() if pty_sock else -1, spec)
+        _child(pidfd, procs, err_w, pty_sock[1].fileno() if pty_sock else -1, spec, join)
     os.close(err_w)
     for fd in procs:
         os.close(fd)
@@ -83,7 +86,8 @@ TIOCGPTPEER = 0x5441  # open the slave of a master without a path lookup (Linux 
 TIOCSPTLCK = 0x40045431
 
 
-def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSpec) -> None:
+def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSpec,
+           join: int) -> None:
     # Everything this child needs must be imported before setns: afterwards
     # the container's root is its root, and Python's library is not there.
     from corral.linux import caps
@@ -98,7 +102,7 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
     try:
         for fd in procs:
             os.write(fd, b"0")
-        ns.setns(pidfd, JOIN)
+        ns.setns(pidfd, join)
         step = "resolving the user"
         uid, gid, home, groups = _resolve_user(spec.user)
         if spec.tty:

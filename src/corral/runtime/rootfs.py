@@ -32,9 +32,66 @@ READONLY_PATHS = ("/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs")
 NOSUID_NODEV_NOEXEC = m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC
 
 
+# Where the intermediate process stages a user-namespaced container's layers
+# (idmapped mounts) in its private mount namespace: a tmpfs over this host
+# directory, visible to nothing else.  Short paths keep many layers inside
+# the one page of overlay mount options.
+STAGE = "/run/corral/stage"
+
+
+def stage_idmapped(spec: RootfsSpec, userns_fd: int) -> RootfsSpec:
+    """Idmapped mounts of every layer, in the caller's private mount namespace.
+
+    Runs as host root before joining the container's user namespace: files
+    owned by host id N appear owned by the container's id N (host base+N),
+    so templates and layers stay on disk as they are, shared by every
+    container whatever its id range — no chown.  The overlay itself is then
+    mounted by the container's root (see ``mount_root``), so what the
+    container writes lands on disk with its own ids, unshifted.
+    """
+    m.mount("tmpfs", STAGE, "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=64k")
+
+    def attach(path: str, name: str) -> str:
+        fd = m.open_tree_idmapped(path, userns_fd)
+        try:
+            target = f"{STAGE}/{name}"
+            os.mkdir(target, 0o755)
+            m.move_mount(fd, target)
+        finally:
+            os.close(fd)
+        return target
+
+    if spec.bind is not None:
+        return RootfsSpec(mountpoint=attach(spec.bind, "root"), premounted=True)
+    if spec.disk is not None and spec.disk_mount is not None:
+        m.mount(spec.disk, spec.disk_mount, "ext4", m.MS_NOSUID | m.MS_NODEV)
+        for d in ("upper", "work"):
+            _mkdir(f"{spec.disk_mount}/{d}")
+        own = spec.disk_mount
+    else:
+        assert spec.upper is not None
+        own = os.path.dirname(spec.upper)  # upper/ and work/ share the container's directory
+    lower = tuple(attach(path, f"l{i}") for i, path in enumerate(spec.lower))
+    staged_own = attach(own, "c")
+    os.mkdir(f"{STAGE}/root", 0o755)
+    return RootfsSpec(mountpoint=f"{STAGE}/root", lower=lower, upper=f"{staged_own}/upper",
+                      work=f"{staged_own}/work")
+
+
 def mount_root(spec: RootfsSpec) -> str:
-    """Mount the container's root on its mountpoint; return the mountpoint."""
+    """Mount the container's root on its mountpoint; return the mountpoint.
+
+    Overlayfs keeps its own metadata (opaque directories, copy-up origins) in
+    ``user.overlay.*`` xattrs (``userxattr``) for every container, so that a
+    layer written by a privileged container serves an unprivileged one and
+    the other way round.
+    """
     target = spec.mountpoint
+    if spec.premounted:
+        # Staged in a more privileged mount namespace, the tree is locked here
+        # and pivot_root refuses it; a bind of it made here is ours.
+        m.mount(target, target, None, m.MS_BIND)
+        return target
     if spec.bind is not None:
         m.mount(spec.bind, target, None, m.MS_BIND | m.MS_REC)
     else:
@@ -45,7 +102,7 @@ def mount_root(spec: RootfsSpec) -> str:
             upper, work = f"{spec.disk_mount}/upper", f"{spec.disk_mount}/work"
             for d in (upper, work):
                 _mkdir(d)
-        opts = f"lowerdir={':'.join(spec.lower)},upperdir={upper},workdir={work}"
+        opts = f"lowerdir={':'.join(spec.lower)},upperdir={upper},workdir={work},userxattr"
         if len(opts) < 3800:
             m.mount("overlay", target, "overlay", 0, opts)
         else:
@@ -57,7 +114,7 @@ def mount_root(spec: RootfsSpec) -> str:
             try:
                 m.mount("overlay", target, "overlay", 0,
                         f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(upper, base)},"
-                        f"workdir={os.path.relpath(work, base)}")
+                        f"workdir={os.path.relpath(work, base)},userxattr")
             finally:
                 os.chdir("/")
     return target
@@ -101,6 +158,16 @@ def _mount_dev(root: str, console: str | None) -> None:
     m.mount(console or "/dev/null", dev + "/console", None, m.MS_BIND)
 
 
+def _own_cgroups(spec: InitSpec) -> dict[str, str]:
+    """Hierarchy (path under /sys/fs/cgroup) → the container's own cgroup directory."""
+    out = {}
+    for procs in spec.cgroup_procs:
+        rel = procs[len("/sys/fs/cgroup/"):]
+        hierarchy = rel.split("/", 1)[0] if "/" in rel else ""
+        out[hierarchy] = os.path.dirname(procs)
+    return out
+
+
 def _mount_cgroups(root: str, spec: InitSpec) -> None:
     if not spec.cgroup_mounts:
         return
@@ -110,10 +177,17 @@ def _mount_cgroups(root: str, spec: InitSpec) -> None:
         m.mount("cgroup2", base, "cgroup2", NOSUID_NODEV_NOEXEC, tops[0].options or None)
         return
     m.mount("tmpfs", base, "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755,size=64k")
+    own = _own_cgroups(spec) if spec.userns else {}
     for cg in spec.cgroup_mounts:
         path = f"{base}/{cg.target}"
-        os.mkdir(path, 0o755)
-        m.mount("cgroup", path, cg.fstype, NOSUID_NODEV_NOEXEC, cg.options or None)
+        if cg.fstype == "cgroup2" or not spec.userns:
+            os.mkdir(path, 0o755)
+            m.mount("cgroup", path, cg.fstype, NOSUID_NODEV_NOEXEC, cg.options or None)
+        elif cg.target in own:
+            # A v1 hierarchy cannot be mounted inside a user namespace: show
+            # the container's own cgroup directory there instead (as LXC does).
+            os.mkdir(path, 0o755)
+            m.mount(own[cg.target], path, None, m.MS_BIND)
     m.mount(None, base, None, m.MS_REMOUNT | m.MS_BIND | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)
 
 
@@ -132,12 +206,12 @@ def _mask(root: str) -> None:
                     m.MS_REMOUNT | m.MS_BIND | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)
 
 
-def setup(spec: InitSpec, console: str | None) -> None:
-    """Mount everything under the new root and pivot into it."""
+def setup(spec: InitSpec, console: str | None, rootfs: RootfsSpec | None = None) -> None:
+    """Mount everything under the new root and pivot into it (``rootfs``: staged)."""
     # No mount event of ours may propagate back to the host (and none of the
     # host's later mounts into the container).
     m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
-    root = mount_root(spec.rootfs)
+    root = mount_root(rootfs or spec.rootfs)
     for sub in ("proc", "sys", "dev", "tmp", "run"):
         _mkdir(f"{root}/{sub}")
     m.mount("proc", root + "/proc", "proc", NOSUID_NODEV_NOEXEC)

@@ -29,7 +29,7 @@ import struct
 
 from corral.errors import KernelError
 from corral.linux import ns
-from corral.runtime.spec import DEFAULT_PATH, InitSpec, execvpe
+from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec, execvpe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -189,19 +189,59 @@ def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
         for path in spec.cgroup_procs:
             with open(path, "w") as f:
                 f.write("0")
+        staged = _enter_userns(spec) if spec.userns else None
+        # With a user namespace, every namespace made here is owned by it.
         ns.unshare(NAMESPACES | (ns.CLONE_NEWNET if spec.netns else 0))
         init_pid = os.fork()
     except BaseException as exc:
         _fail(report_w, "namespaces", exc)
     if init_pid == 0:
-        _init(spec, console, report_w, go_r, log_fd)
+        _init(spec, console, report_w, go_r, log_fd, staged)
     try:
         send(report_w, ("pid", init_pid))  # #3
     finally:
         os._exit(0)
 
 
-def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd: int) -> None:
+def _enter_userns(spec: InitSpec) -> RootfsSpec:
+    """Make the container's user namespace, stage its idmapped layers, and join it.
+
+    Staging happens as host root in a private mount namespace (idmapped
+    mounts need the host's privilege); the container's own mount namespace,
+    unshared next, is a copy of it owned by the new user namespace.  The
+    container's cgroups are handed to its root so that an init like systemd
+    can manage its own subtree.
+    """
+    from corral.linux import mount as m
+    from corral.runtime import rootfs
+
+    assert spec.userns is not None
+    uid_base, gid_base, size = spec.userns
+    for procs in spec.cgroup_procs:
+        cg = os.path.dirname(procs)
+        os.chown(cg, uid_base, gid_base)
+        for name in ("cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control",
+                     "cgroup.clone_children", "notify_on_release"):
+            if os.path.exists(f"{cg}/{name}"):
+                os.chown(f"{cg}/{name}", uid_base, gid_base)
+    os.makedirs(rootfs.STAGE, 0o755, exist_ok=True)
+    ns.unshare(ns.CLONE_NEWNS)
+    m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+    userns_fd = ns.make_userns(uid_base, gid_base, size)
+    try:
+        staged = rootfs.stage_idmapped(spec.rootfs, userns_fd)
+        ns.setns(userns_fd, ns.CLONE_NEWUSER)
+    finally:
+        os.close(userns_fd)
+    # Host root has no id in the new namespace: become its root (host uid_base).
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    return staged
+
+
+def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd: int,
+          staged: RootfsSpec | None = None) -> None:
     from corral.linux import caps
     from corral.runtime import rootfs
 
@@ -212,7 +252,7 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         step = "hostname"
         ns.sethostname(spec.hostname)
         step = "rootfs"
-        rootfs.setup(spec, console)  # #2
+        rootfs.setup(spec, console, staged)  # #2
         send(report_w, ("ready",))
         step = "waiting for the host"
         msg = recv(go_r)  # #4

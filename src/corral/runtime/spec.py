@@ -63,8 +63,10 @@ class RootfsSpec(_Spec):
         "bind": None,  # --rootfs DIR: bind this directory instead of an overlay
         "disk": None,  # a loop device holding upper and work (disk quota), mounted first
         "disk_mount": None,  # where, inside the new mount namespace only
+        "premounted": False,  # the root is already at mountpoint (staged for a user namespace)
     }
     __slots__ = tuple(_defaults)
+    premounted: bool
     disk: str | None
     disk_mount: str | None
     mountpoint: str
@@ -102,8 +104,12 @@ class InitSpec(_Spec):
         "console_log": None,  # detached: init's stdout/stderr go here
         "netns": True,
         "binds": (),  # (host file, path inside) mounted read-only over the fresh /proc, /sys
+        # (host uid base, host gid base, size): run in a new user namespace mapping
+        # 0..size-1 there to base..base+size-1 here; None: the host's (privileged)
+        "userns": None,
     }
     __slots__ = tuple(_defaults)
+    userns: tuple[int, int, int] | None
     name: str
     hostname: str
     rootfs: RootfsSpec
