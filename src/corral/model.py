@@ -144,6 +144,10 @@ class ContainerConfig(_Record):
         # base..base+size-1 in its own user namespace; --privileged: the host's ids.
         "privileged": False,
         "idmap": None,
+        # "pty": /dev/console is a pty held by a monitor (`corral console`, reboot
+        # from inside); "log": /dev/null in, a log file out, no resident process.
+        # None: the template's choice.
+        "console": None,
     }
     __slots__ = tuple(_defaults)
 
@@ -162,6 +166,7 @@ class ContainerConfig(_Record):
     layers: list[str]
     privileged: bool
     idmap: dict[str, int] | None
+    console: str | None
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)

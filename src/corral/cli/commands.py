@@ -79,7 +79,8 @@ def cmd_create(host: Any, args: Any) -> int:
 
     kw: dict[str, Any] = {"name": args.name, "template": args.template, "rootfs": args.rootfs,
                           "hostname": args.hostname, "limits": _limits(args),
-                          "network": _network(args), "privileged": args.privileged}
+                          "network": _network(args), "privileged": args.privileged,
+                          "console": args.console}
     if args.init:
         import shlex
 
@@ -299,6 +300,14 @@ def cmd_exec(host: Any, args: Any) -> int:
     spec = ExecSpec(argv=tuple(args.argv), env=_env(args.env), user=args.user, cwd=args.cwd,
                     tty=args.tty)
     return int(host.exec(args.name, spec))
+
+
+def cmd_console(host: Any, args: Any) -> int:
+    from corral.cli.console import attach
+    from corral.host import monitor
+
+    host.require_exists(args.name)
+    return attach(monitor.socket_path(host, args.name), args.name)
 
 
 def cmd_enter(host: Any, args: Any) -> int:

@@ -94,6 +94,10 @@ def _parser() -> Any:
     c.add_argument("--hostname")
     c.add_argument("--init", help="the init command (default: the template's)")
     c.add_argument("--start", action="store_true", help="start it once created")
+    c.add_argument("--console", choices=("pty", "log"),
+                   help="pty: a console to attach to and reboot from inside, kept by a small "
+                        "monitor process; log: output to a log, no resident process "
+                        "(default: the template's choice)")
     _limit_args(c)
     _net_args(c)
 
@@ -140,6 +144,9 @@ def _parser() -> Any:
     e.add_argument("--env", "-e", action="append", default=[], metavar="K=V")
     e.add_argument("--cwd", "-w", metavar="DIR")
     e.add_argument("argv", nargs="+", metavar="CMD")
+
+    co = cmd("console", "attach to a container's console (Ctrl-a q detaches)")
+    co.add_argument("name")
 
     en = cmd("enter", "open a login shell in a running container")
     en.add_argument("name")

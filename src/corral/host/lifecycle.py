@@ -45,6 +45,8 @@ def _prepare(host: Host, cfg: ContainerConfig, *, template_defaults: bool = True
                 cfg.stop_signal = str(meta["stop_signal"])
             if cfg.template_version is None:
                 cfg.template_version = templates.latest_version(meta)
+            if cfg.console is None:
+                cfg.console = str(meta.get("console") or "log")
     elif cfg.rootfs is not None and not os.path.isdir(cfg.rootfs):
         raise ValidationError(f"rootfs {cfg.rootfs} is not a directory")
     if not cfg.created:
@@ -169,10 +171,10 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any) -> None:
 # -- start ----------------------------------------------------------------------------------
 
 def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list[str] | None,
-               cgroup: Any, disk_loop: str | None = None) -> Any:
+               cgroup: Any, disk_loop: str | None = None, console_socket: int = -1) -> Any:
     from corral.cgroups.mounts import host_cgroup_mounts
     from corral.host import templates
-    from corral.runtime.spec import CgroupMount, InitSpec, RootfsSpec
+    from corral.runtime.spec import DEFAULT_CAPS, CgroupMount, InitSpec, RootfsSpec
 
     p = host.paths
     if cfg.rootfs is not None:
@@ -199,9 +201,13 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         cgroup_procs=tuple(str(f) for f in cgroup.procs_files()),
         cgroup_mounts=mounts,
         foreground=foreground,
-        console_log=None if foreground else p.console_log(cfg.name),
+        console_log=None if foreground or console_socket >= 0 else p.console_log(cfg.name),
+        console_socket=console_socket,
         binds=binds,
         userns=(cfg.idmap["base"], cfg.idmap["base"], cfg.idmap["size"]) if cfg.idmap else None,
+        # In its own user namespace, sys_admin is over the container's own
+        # namespaces only: what systemd needs to mount /run, /tmp and cgroups.
+        caps=DEFAULT_CAPS + ("sys_admin",) if cfg.idmap else DEFAULT_CAPS,
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
@@ -218,7 +224,7 @@ def _guest_files(cfg: ContainerConfig) -> dict[str, tuple[bytes, int]]:
 
 def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
             argv: list[str] | None = None, durable: bool = True,
-            meanwhile: Any = None) -> RuntimeState:
+            meanwhile: Any = None, console_socket: int = -1) -> RuntimeState:
     """Cgroup, namespaces, root, exec; the container's lock is held by the caller.
 
     ``meanwhile`` runs while the kernel moves the new processes into their
@@ -251,7 +257,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
             loop = disk.attach(host.paths.disk_image(cfg.name))
             undo.add(disk.release, loop)
         spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg,
-                          disk_loop=loop)
+                          disk_loop=loop, console_socket=console_socket)
         console = _foreground_console() if foreground else None
         child = spawn.spawn(spec, console, meanwhile, prepare=make_cgroups)
         undo.add(child.abort)
@@ -291,8 +297,17 @@ def start(host: Host, name: str) -> dict[str, Any]:
         state = host.load_state(name)
         host.status(name, state).require("start", name)
         _teardown(host, name, state)  # leftovers of a container that died or crashed
-        _launch(host, cfg)
+        _start_locked(host, cfg)
     return info(host, name)
+
+
+def _start_locked(host: Host, cfg: ContainerConfig) -> None:
+    if cfg.console == "pty":
+        from corral.host import monitor
+
+        monitor.start(host, cfg.name)
+    else:
+        _launch(host, cfg)
 
 
 # -- stop -----------------------------------------------------------------------------------
@@ -313,7 +328,7 @@ def restart(host: Host, name: str, *, timeout: float = 10.0) -> dict[str, Any]:
         if host.status(name, state) != STOPPED:
             _stop_locked(host, name, state, timeout=timeout)
         _teardown(host, name, state)
-        _launch(host, cfg)
+        _start_locked(host, cfg)
     return info(host, name)
 
 

@@ -192,7 +192,7 @@ def snapshot_restore(host: Host, name: str, snap: str, *, force: bool = False) -
         _gc_layers(host)
         seconds = round(time.monotonic() - started, 4)
         if running:
-            lifecycle._launch(host, cfg)
+            lifecycle._start_locked(host, cfg)
     return {"name": snap, "container": name, "seconds": seconds, "restarted": running}
 
 
@@ -308,7 +308,7 @@ def rebase(host: Host, name: str, version: int | None = None, *,
         host.save_config(cfg)
         _reset_work(host, name)
         if running:
-            lifecycle._launch(host, cfg)
+            lifecycle._start_locked(host, cfg)
     return {"name": name, "template": cfg.template, "from": before, "to": target,
             "restarted": running}
 

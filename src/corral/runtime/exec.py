@@ -47,6 +47,10 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
 
         pty_sock = socket.socketpair()
     ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
+    from corral.linux import caps
+
+    # Exactly the container's capabilities, as its init was left with them.
+    bounding = caps.bounding_of(init_pid)
     join = JOIN
     if os.readlink(f"/proc/{init_pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         join |= ns.CLONE_NEWUSER  # an unprivileged container: its ids, its capabilities
@@ -54,7 +58,8 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
     old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     pid = os.fork()
     if pid == 0:
-        _child(pidfd, procs, err_w, pty_sock[1].fileno() if pty_sock else -1, spec, join)
+        _child(pidfd, procs, err_w, pty_sock[1].fileno() if pty_sock else -1, spec, join,
+               bounding)
     os.close(err_w)
     for fd in procs:
         os.close(fd)
@@ -87,7 +92,7 @@ TIOCSPTLCK = 0x40045431
 
 
 def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSpec,
-           join: int) -> None:
+           join: int, bounding: frozenset[int]) -> None:
     # Everything this child needs must be imported before setns: afterwards
     # the container's root is its root, and Python's library is not there.
     from corral.linux import caps
@@ -119,7 +124,7 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
         os.closerange(3, err_w)
         os.closerange(err_w + 1, 1 << 20)
         step = "dropping privileges"
-        caps.drop_bounding(caps.cap_numbers(spec.caps))
+        caps.drop_bounding(bounding)
         # An exec'd command never gains privileges through setuid binaries or file
         # capabilities (the container's init, a full system, may still use su).
         ns.prctl(ns.PR_SET_NO_NEW_PRIVS, 1)

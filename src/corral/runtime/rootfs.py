@@ -153,9 +153,11 @@ def _mount_dev(root: str, console: str | None) -> None:
                      ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
                      ("core", "/proc/kcore")):
         os.symlink(to, f"{dev}/{link}")
-    # /dev/console: the caller's terminal for `corral run` on a tty, else /dev/null.
+    # /dev/console: the caller's terminal for `corral run` on a tty, a pty of the
+    # container's own made after pivot_root (see spawn._make_console), or /dev/null.
     _touch(dev + "/console")
-    m.mount(console or "/dev/null", dev + "/console", None, m.MS_BIND)
+    if console != "pty":
+        m.mount(console or "/dev/null", dev + "/console", None, m.MS_BIND)
 
 
 def _own_cgroups(spec: InitSpec) -> dict[str, str]:

@@ -34,6 +34,7 @@ from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec, execvpe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 _LEN = struct.Struct("<I")
 
@@ -247,12 +248,18 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
 
     step = "setup"
     try:
+        if spec.console_socket >= 0:
+            import fcntl
+            import socket
         if not spec.foreground:
             os.setsid()  # no controlling terminal of the caller's
         step = "hostname"
         ns.sethostname(spec.hostname)
         step = "rootfs"
-        rootfs.setup(spec, console, staged)  # #2
+        rootfs.setup(spec, "pty" if spec.console_socket >= 0 else console, staged)  # #2
+        if spec.console_socket >= 0:
+            step = "console"
+            _make_console(spec.console_socket, fcntl, socket)
         send(report_w, ("ready",))
         step = "waiting for the host"
         msg = recv(go_r)  # #4
@@ -294,8 +301,38 @@ def _write_files(files: dict[str, tuple[bytes, int]]) -> None:
         os.rename(tmp, path)
 
 
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+
+
+def _make_console(sock_fd: int, fcntl: Any, socket: Any) -> None:
+    """/dev/console: a pty of the container's own devpts, its master sent to the monitor.
+
+    Made inside the container (as LXC and nspawn do), so the console is a
+    terminal the container's root owns and no host pty reaches it.
+    """
+    from corral.linux import mount as m
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+        m.mount(f"/dev/pts/{number}", "/dev/console", None, m.MS_BIND)
+        with socket.socket(fileno=os.dup(sock_fd)) as sock:
+            socket.send_fds(sock, [b"c"], [master])
+    finally:
+        os.close(master)
+    os.close(sock_fd)
+
+
 def _setup_stdio(spec: InitSpec, log_fd: int) -> None:
     if spec.foreground:
+        return
+    if spec.console_socket >= 0:
+        console = os.open("/dev/console", os.O_RDWR | os.O_NOCTTY)
+        for fd in (0, 1, 2):
+            os.dup2(console, fd)
+        os.close(console)
         return
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)

@@ -107,9 +107,13 @@ class InitSpec(_Spec):
         # (host uid base, host gid base, size): run in a new user namespace mapping
         # 0..size-1 there to base..base+size-1 here; None: the host's (privileged)
         "userns": None,
+        # A socket to send the master of the container's console pty to (its
+        # monitor holds it); -1: /dev/console is the caller's terminal or /dev/null.
+        "console_socket": -1,
     }
     __slots__ = tuple(_defaults)
     userns: tuple[int, int, int] | None
+    console_socket: int
     name: str
     hostname: str
     rootfs: RootfsSpec

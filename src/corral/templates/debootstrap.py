@@ -99,6 +99,7 @@ def build(rootfs: Any, *, kind: str, mirror: str | None = None,
         "mirror": mirror,
         "init": "/sbin/init",
         "stop_signal": "SIGRTMIN+3",  # systemd's "halt the container"
+        "console": "pty",  # a getty on /dev/console, `corral console`, reboot from inside
         "cache": "hit" if hit else "filled",
     })
     return meta
