@@ -148,6 +148,8 @@ class ContainerConfig(_Record):
         # from inside); "log": /dev/null in, a log file out, no resident process.
         # None: the template's choice.
         "console": None,
+        # Guest setup kept as files written at every start (host/guest.py).
+        "guest": {},
     }
     __slots__ = tuple(_defaults)
 
@@ -167,6 +169,7 @@ class ContainerConfig(_Record):
     privileged: bool
     idmap: dict[str, int] | None
     console: str | None
+    guest: dict[str, Any]
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)

@@ -81,6 +81,10 @@ def cmd_create(host: Any, args: Any) -> int:
                           "hostname": args.hostname, "limits": _limits(args),
                           "network": _network(args), "privileged": args.privileged,
                           "console": args.console}
+    if args.ssh_key:
+        from corral.host import guest
+
+        kw["guest"] = {"ssh_keys": guest.read_ssh_keys(args.ssh_key)}
     if args.init:
         import shlex
 
@@ -330,10 +334,22 @@ def cmd_run(host: Any, args: Any) -> int:
 def cmd_set(host: Any, args: Any) -> int:
     raw = _raw_limits(args)
     net_change = args.publish or args.unpublish or args.net_rate
-    if not raw and not net_change:
+    guest_change = (args.hostname or args.userpasswd or args.ssh_key or args.timezone
+                    or args.nameserver or args.searchdomain)
+    if not raw and not net_change and not guest_change:
         from corral.errors import ValidationError
 
         raise ValidationError("nothing to set", hint="Give a limit, e.g. --memory 512M.")
+    if guest_change:
+        from corral.host import guest
+
+        done = host.set_guest(
+            args.name, hostname=args.hostname,
+            userpasswd=guest.parse_userpasswd(args.userpasswd) if args.userpasswd else None,
+            ssh_keys=guest.read_ssh_keys(args.ssh_key) if args.ssh_key else None,
+            timezone=args.timezone, nameservers=args.nameserver,
+            searchdomains=args.searchdomain)
+        print(f"container '{args.name}': " + ", ".join(done))
     if raw:
         limits = host.set_limits(args.name, raw)
         print(f"container '{args.name}': " + ", ".join(

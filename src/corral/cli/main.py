@@ -94,6 +94,7 @@ def _parser() -> Any:
     c.add_argument("--hostname")
     c.add_argument("--init", help="the init command (default: the template's)")
     c.add_argument("--start", action="store_true", help="start it once created")
+    c.add_argument("--ssh-key", metavar="FILE", help="root's authorized_keys from FILE")
     c.add_argument("--console", choices=("pty", "log"),
                    help="pty: a console to attach to and reboot from inside, kept by a small "
                         "monitor process; log: output to a log, no resident process "
@@ -104,6 +105,14 @@ def _parser() -> Any:
     st = cmd("set", "change a container's limits, live if it runs (persisted)")
     st.add_argument("name")
     _limit_args(st)
+    gg = st.add_argument_group("guest (applied now if running; files kept for every start)")
+    gg.add_argument("--hostname")
+    gg.add_argument("--userpasswd", metavar="USER:PASS", help="create USER if missing, set "
+                    "its password (running only)")
+    gg.add_argument("--ssh-key", metavar="FILE", help="root's authorized_keys from FILE")
+    gg.add_argument("--timezone", metavar="TZ", help="e.g. Europe/Berlin (running only)")
+    gg.add_argument("--nameserver", action="append", metavar="ADDR")
+    gg.add_argument("--searchdomain", action="append", metavar="DOMAIN")
     sg = st.add_argument_group("network")
     sg.add_argument("--publish", "-p", action="append", metavar="HOSTPORT:PORT[/PROTO]")
     sg.add_argument("--unpublish", action="append", metavar="HOSTPORT[:PORT][/PROTO]")

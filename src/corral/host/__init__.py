@@ -332,6 +332,18 @@ class Host:
             self.save_config(cfg)
             return spec
 
+    def set_guest(self, name: str, *, hostname: str | None = None,
+                  userpasswd: tuple[str, str] | None = None, ssh_keys: list[str] | None = None,
+                  timezone: str | None = None, nameservers: list[str] | None = None,
+                  searchdomains: list[str] | None = None) -> list[str]:
+        from corral.host import guest
+
+        done = guest.apply(self, name, hostname=hostname, userpasswd=userpasswd,
+                           ssh_keys=ssh_keys, timezone=timezone)
+        if nameservers is not None or searchdomains is not None:
+            done += guest.set_dns(self, name, nameservers, searchdomains)
+        return done
+
     def stats(self, name: str) -> dict[str, Any]:
         from corral.host import resources
 

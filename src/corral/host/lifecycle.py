@@ -270,6 +270,10 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         host.save_state(cfg.name, state, durable=durable)
         undo.add(host.clear_state, cfg.name)
         files = _guest_files(cfg)
+        if cfg.guest:
+            from corral.host import guest
+
+            files.update(guest.files(cfg))
         if cfg.network.get("mode", "none") not in ("none", "host"):
             from corral import network
 
