@@ -232,6 +232,8 @@ class Rule:
     def __post_init__(self) -> None:
         if isinstance(self.syscall, str) and self.syscall not in SYSCALLS:
             raise KeyError(f"unknown syscall {self.syscall!r}")
+        if isinstance(self.syscall, int) and not 0 <= self.syscall <= _U32:
+            raise ValueError(f"syscall number {self.syscall} out of range")
         if not isinstance(self.args, tuple):
             object.__setattr__(self, "args", tuple(self.args))
 
