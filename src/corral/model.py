@@ -150,6 +150,11 @@ class ContainerConfig(_Record):
         "console": None,
         # Guest setup kept as files written at every start (host/guest.py).
         "guest": {},
+        # `corral autostart` (run at boot by corral.service) starts these by
+        # boot_order, waiting boot_delay seconds after each.
+        "autostart": False,
+        "boot_order": 0,
+        "boot_delay": 0.0,
     }
     __slots__ = tuple(_defaults)
 
@@ -170,6 +175,9 @@ class ContainerConfig(_Record):
     idmap: dict[str, int] | None
     console: str | None
     guest: dict[str, Any]
+    autostart: bool
+    boot_order: int
+    boot_delay: float
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)

@@ -85,6 +85,7 @@ def cmd_create(host: Any, args: Any) -> int:
         from corral.host import guest
 
         kw["guest"] = {"ssh_keys": guest.read_ssh_keys(args.ssh_key)}
+    kw.update(_autostart(args))
     if args.init:
         import shlex
 
@@ -336,7 +337,14 @@ def cmd_set(host: Any, args: Any) -> int:
     net_change = args.publish or args.unpublish or args.net_rate
     guest_change = (args.hostname or args.userpasswd or args.ssh_key or args.timezone
                     or args.nameserver or args.searchdomain)
+    boot = _autostart(args)
+    if boot:
+        b = host.set_autostart(args.name, **boot)
+        print(f"container '{args.name}': autostart {'on' if b['autostart'] else 'off'}, "
+              f"boot order {b['boot_order']}, boot delay {b['boot_delay']:g} s")
     if not raw and not net_change and not guest_change:
+        if boot:
+            return 0
         from corral.errors import ValidationError
 
         raise ValidationError("nothing to set", hint="Give a limit, e.g. --memory 512M.")
@@ -533,6 +541,37 @@ def cmd_restore(host: Any, args: Any) -> int:
     print(f"container '{r['name']}' restored from {args.archive} "
           f"({r['layers']} layers, {r['snapshots']} snapshots, in {r['seconds']} s)")
     return 0
+
+
+def _autostart(args: Any) -> dict[str, Any]:
+    from corral.errors import ValidationError
+
+    out: dict[str, Any] = {}
+    if args.autostart is not None:
+        out["autostart"] = args.autostart == "on"
+    if args.boot_order is not None:
+        out["boot_order"] = args.boot_order
+    if args.boot_delay is not None:
+        if not 0 <= args.boot_delay <= 3600:
+            raise ValidationError("--boot-delay must be between 0 and 3600 seconds")
+        out["boot_delay"] = args.boot_delay
+    return out
+
+
+def cmd_autostart(host: Any, args: Any) -> int:
+    results = host.autostart()
+    for name, err in results:
+        print(f"{name}: {'started' if err is None else f'failed: {err}'}")
+    return 1 if any(err is not None for _, err in results) else 0
+
+
+def cmd_shutdown_all(host: Any, args: Any) -> int:
+    names = [i["name"] for i in host.list() if i["state"] != "stopped"]
+    failed = host.stop_many(names, timeout=args.timeout)
+    for name, err in failed:
+        print(f"{name}: {err}")
+    print(f"{len(names) - len(failed)} of {len(names)} containers stopped")
+    return 1 if failed else 0
 
 
 def cmd_doctor(host: Any, args: Any) -> int:

@@ -95,6 +95,7 @@ def _parser() -> Any:
     c.add_argument("--init", help="the init command (default: the template's)")
     c.add_argument("--start", action="store_true", help="start it once created")
     c.add_argument("--ssh-key", metavar="FILE", help="root's authorized_keys from FILE")
+    _autostart_args(c)
     c.add_argument("--console", choices=("pty", "log"),
                    help="pty: a console to attach to and reboot from inside, kept by a small "
                         "monitor process; log: output to a log, no resident process "
@@ -105,6 +106,7 @@ def _parser() -> Any:
     st = cmd("set", "change a container's limits, live if it runs (persisted)")
     st.add_argument("name")
     _limit_args(st)
+    _autostart_args(st)
     gg = st.add_argument_group("guest (applied now if running; files kept for every start)")
     gg.add_argument("--hostname")
     gg.add_argument("--userpasswd", metavar="USER:PASS", help="create USER if missing, set "
@@ -181,9 +183,22 @@ def _parser() -> Any:
     nc.add_argument("--bridge", metavar="IFNAME", help="bridge name (default: derived)")
     _list_info_remove(nsub, "network", "delete")
 
+    cmd("autostart", "start the containers marked --autostart, by boot order (run at boot)")
+    sd = cmd("shutdown-all", "stop every running container cleanly (run at host shutdown)")
+    sd.add_argument("--timeout", type=float, default=30.0, metavar="S")
+
     d = cmd("doctor", "find (and remove) leftovers of crashed operations")
     d.add_argument("--fix", action="store_true")
     return p
+
+
+def _autostart_args(p: Any) -> None:
+    g = p.add_argument_group("autostart")
+    g.add_argument("--autostart", choices=("on", "off"), nargs="?", const="on",
+                   help="start it when the host boots (corral.service)")
+    g.add_argument("--boot-order", type=int, metavar="N", help="lower starts first (0)")
+    g.add_argument("--boot-delay", type=float, metavar="S",
+                   help="seconds to wait after starting it before the next one (0)")
 
 
 def _list_info_remove(sub: Any, noun: str, remove_verb: str) -> None:
@@ -392,7 +407,7 @@ def _host(args: Any) -> Any:
 def _dispatch(args: Any) -> int:
     from corral.cli import commands
 
-    return int(getattr(commands, f"cmd_{args.command}")(_host(args), args) or 0)
+    return int(getattr(commands, f"cmd_{args.command.replace('-', '_')}")(_host(args), args) or 0)
 
 
 if __name__ == "__main__":

@@ -332,6 +332,43 @@ class Host:
             self.save_config(cfg)
             return spec
 
+    def set_autostart(self, name: str, **changes: Any) -> dict[str, Any]:
+        with self.lock(name):
+            cfg = self.load_config(name)
+            for key, value in changes.items():
+                setattr(cfg, key, value)
+            self.save_config(cfg)
+        return {"autostart": cfg.autostart, "boot_order": cfg.boot_order,
+                "boot_delay": cfg.boot_delay}
+
+    def autostart(self) -> list[tuple[str, Any]]:
+        """Start the autostart containers by boot order; (name, error or None) each."""
+        import time
+
+        from corral.errors import CorralError
+
+        configs = []
+        for name in self.names():
+            try:
+                cfg = self.load_config(name)
+            except CorralError as exc:
+                configs.append((0, name, None, exc))
+                continue
+            if cfg.autostart:
+                configs.append((cfg.boot_order, name, cfg, None))
+        results: list[tuple[str, Any]] = []
+        for _order, name, cfg, err in sorted(configs, key=lambda c: (c[0], c[1])):
+            if err is None and self.status(name) == STOPPED:
+                try:
+                    self.start(name)
+                except CorralError as exc:
+                    err = exc
+                else:
+                    if cfg is not None and cfg.boot_delay:
+                        time.sleep(cfg.boot_delay)
+            results.append((name, err))
+        return results
+
     def set_guest(self, name: str, *, hostname: str | None = None,
                   userpasswd: tuple[str, str] | None = None, ssh_keys: list[str] | None = None,
                   timezone: str | None = None, nameservers: list[str] | None = None,

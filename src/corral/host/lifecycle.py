@@ -188,7 +188,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                             else None)
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
-    from corral.runtime import lxcfs
+    from corral.runtime import filters, lxcfs
 
     point = lxcfs.ensure()
     binds = tuple(lxcfs.binds(point)) if point else ()
@@ -208,6 +208,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         # In its own user namespace, sys_admin is over the container's own
         # namespaces only: what systemd needs to mount /run, /tmp and cgroups.
         caps=DEFAULT_CAPS + ("sys_admin",) if cfg.idmap else DEFAULT_CAPS,
+        seccomp=filters.program(),
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
@@ -577,6 +578,10 @@ def info(host: Host, name: str) -> dict[str, Any]:
         f"{cfg.idmap['base'] + cfg.idmap['size'] - 1}",
         "template_version": cfg.template_version,
         "layers": len(cfg.layers),
+        "console": cfg.console or "log",
+        "autostart": cfg.autostart,
+        "boot_order": cfg.boot_order,
+        "boot_delay": cfg.boot_delay,
         "limits": cfg.limits,
         "disk_quota": "image (ext4 on a loop device, mounted only inside the container)"
         if _has_disk_quota(cfg) else "none",

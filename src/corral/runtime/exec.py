@@ -48,9 +48,12 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
         pty_sock = socket.socketpair()
     ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
     from corral.linux import caps
+    from corral.runtime import filters
 
-    # Exactly the container's capabilities, as its init was left with them.
+    # Exactly the container's capabilities, as its init was left with them,
+    # and its seccomp filter.
     bounding = caps.bounding_of(init_pid)
+    program = filters.program()
     join = JOIN
     if os.readlink(f"/proc/{init_pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         join |= ns.CLONE_NEWUSER  # an unprivileged container: its ids, its capabilities
@@ -59,7 +62,7 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
     pid = os.fork()
     if pid == 0:
         _child(pidfd, procs, err_w, pty_sock[1].fileno() if pty_sock else -1, spec, join,
-               bounding)
+               bounding, program)
     os.close(err_w)
     for fd in procs:
         os.close(fd)
@@ -92,10 +95,10 @@ TIOCSPTLCK = 0x40045431
 
 
 def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSpec,
-           join: int, bounding: frozenset[int]) -> None:
+           join: int, bounding: frozenset[int], program: bytes) -> None:
     # Everything this child needs must be imported before setns: afterwards
     # the container's root is its root, and Python's library is not there.
-    from corral.linux import caps
+    from corral.linux import caps, filter as seccomp
 
     if spec.tty:
         import fcntl
@@ -148,6 +151,8 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
         if uid == 0:
             env["USER"] = env["LOGNAME"] = "root"
         env.update(spec.env)
+        step = "seccomp"
+        seccomp.install(program)  # no_new_privs is set: no privilege needed
         step = spec.argv[0]
         execvpe(spec.argv, env)
     except BaseException as exc:

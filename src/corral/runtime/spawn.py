@@ -243,7 +243,7 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
 
 def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd: int,
           staged: RootfsSpec | None = None) -> None:
-    from corral.linux import caps
+    from corral.linux import caps, filter as seccomp
     from corral.runtime import rootfs
 
     step = "setup"
@@ -280,6 +280,9 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "linux", "container": "corral"}
         env.update(spec.env)
+        if spec.seccomp:
+            step = "seccomp"
+            seccomp.install(spec.seccomp)  # last: nothing of ours runs under the filter
         step = f"exec {spec.argv[0]}"
         execvpe(spec.argv, env)  # #5
     except BaseException as exc:

@@ -110,8 +110,10 @@ class InitSpec(_Spec):
         # A socket to send the master of the container's console pty to (its
         # monitor holds it); -1: /dev/console is the caller's terminal or /dev/null.
         "console_socket": -1,
+        "seccomp": b"",  # a compiled seccomp-BPF program installed just before exec
     }
     __slots__ = tuple(_defaults)
+    seccomp: bytes
     userns: tuple[int, int, int] | None
     console_socket: int
     name: str
