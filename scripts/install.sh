@@ -19,7 +19,7 @@ pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs e2fsprogs util
       debootstrap zstd btrfs-progs)
 if [ "$with_tests" = 1 ]; then
     # peers measured side by side in bench/, and tools the tests use
-    pkgs+=(runc crun lxc rsync systemd-container)
+    pkgs+=(runc crun lxc rsync systemd-container gcc libc6-dev openssh-client)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -50,4 +50,10 @@ chmod 755 "$venv/bin/corral.new"
 mv "$venv/bin/corral.new" "$venv/bin/corral"
 ln -sf "$venv/bin/corral" /usr/local/bin/corral
 ln -sf "$venv/bin/corrald" /usr/local/bin/corrald 2>/dev/null || true
+# Autostart at boot and clean shutdown (enabled when systemd runs this host).
+install -m 644 "$here/scripts/corral.service" /etc/systemd/system/corral.service
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    systemctl enable corral.service >/dev/null 2>&1 || true
+fi
 echo "==> corral $("$venv/bin/corral" --version) installed (/usr/local/bin/corral)"

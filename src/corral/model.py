@@ -155,6 +155,11 @@ class ContainerConfig(_Record):
         "autostart": False,
         "boot_order": 0,
         "boot_delay": 0.0,
+        # Security knobs, for debugging and nesting (defaults are the safe ones):
+        # "default" | "nesting" (new user namespaces allowed) | "unconfined".
+        "seccomp": "default",
+        "cap_add": [],  # capabilities beyond the profile, or ["all"]
+        "systempaths": "default",  # "unconfined": /proc not masked, /sys writable
     }
     __slots__ = tuple(_defaults)
 
@@ -178,6 +183,9 @@ class ContainerConfig(_Record):
     autostart: bool
     boot_order: int
     boot_delay: float
+    seccomp: str
+    cap_add: list[str]
+    systempaths: str
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -188,6 +196,19 @@ class ContainerConfig(_Record):
             raise ValidationError("a container needs exactly one of a template or a rootfs")
         if not self.init:
             raise ValidationError("the init command is empty")
+        if self.seccomp not in ("default", "nesting", "unconfined"):
+            raise ValidationError(f"unknown seccomp profile '{self.seccomp}'",
+                                  hint="Use default, nesting or unconfined.")
+        if self.systempaths not in ("default", "unconfined"):
+            raise ValidationError(f"unknown systempaths '{self.systempaths}'",
+                                  hint="Use default or unconfined.")
+        from corral.linux.caps import CAP_NAMES
+
+        for cap in self.cap_add:
+            if cap != "all" and cap not in CAP_NAMES:
+                raise ValidationError(f"unknown capability '{cap}'",
+                                      hint="Names as in capabilities(7) without CAP_, "
+                                           "e.g. sys_time, or all.")
 
     @property
     def effective_hostname(self) -> str:

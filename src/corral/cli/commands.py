@@ -74,13 +74,24 @@ def _network(args: Any) -> dict[str, Any]:
                 args.nameserver, args.searchdomain, args.net_rate)
 
 
+def _security(args: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.seccomp:
+        out["seccomp"] = args.seccomp
+    if args.cap_add:
+        out["cap_add"] = [c.lower().removeprefix("cap_") for c in args.cap_add]
+    if args.systempaths:
+        out["systempaths"] = args.systempaths
+    return out
+
+
 def cmd_create(host: Any, args: Any) -> int:
     from corral.model import ContainerConfig
 
     kw: dict[str, Any] = {"name": args.name, "template": args.template, "rootfs": args.rootfs,
                           "hostname": args.hostname, "limits": _limits(args),
                           "network": _network(args), "privileged": args.privileged,
-                          "console": args.console}
+                          "console": args.console, **_security(args)}
     if args.ssh_key:
         from corral.host import guest
 
@@ -328,7 +339,7 @@ def cmd_run(host: Any, args: Any) -> int:
     cfg = ContainerConfig(name=name, template=args.template, rootfs=args.rootfs,
                           hostname=args.hostname, init=list(args.argv), env=_env(args.env),
                           limits=_limits(args), network=_network(args),
-                          privileged=args.privileged)
+                          privileged=args.privileged, **_security(args))
     return int(host.run(cfg, remove=args.rm))
 
 

@@ -250,6 +250,13 @@ def _source_args(p: Any) -> None:
     p.add_argument("--privileged", action="store_true",
                    help="no user namespace: the container's root is the host's root "
                         "(default: its own range of 65536 host ids)")
+    s = p.add_argument_group("security knobs (for debugging and nesting; defaults are safe)")
+    s.add_argument("--seccomp", choices=("default", "nesting", "unconfined"),
+                   help="nesting: also allow new user namespaces inside; unconfined: no filter")
+    s.add_argument("--cap-add", action="append", metavar="CAP",
+                   help="a capability beyond the profile (e.g. sys_time), or all")
+    s.add_argument("--systempaths", choices=("default", "unconfined"),
+                   help="unconfined: /proc not masked, /sys writable")
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
@@ -282,11 +289,14 @@ _FAST = {
             "--hostname": ("hostname", True, False), "-T": ("template", True, False),
             "--template": ("template", True, False), "--rootfs": ("rootfs", True, False),
             "-e": ("env", True, True), "--env": ("env", True, True),
-            "--net": ("net", True, False), "--privileged": ("privileged", False, False)},
+            "--net": ("net", True, False), "--privileged": ("privileged", False, False),
+            "--seccomp": ("seccomp", True, False), "--cap-add": ("cap_add", True, True),
+            "--systempaths": ("systempaths", True, False)},
 }
 _FAST_DEFAULTS = {
     "exec": {"tty": False, "user": None, "env": [], "cwd": None},
-    "run": {"rm": False, "privileged": False, "name": None, "hostname": None, "template": None,
+    "run": {"rm": False, "privileged": False, "seccomp": None, "cap_add": [],
+            "systempaths": None, "name": None, "hostname": None, "template": None,
             "rootfs": None,
             "env": [], "net": None, "ip": None, "network": None, "publish": None,
             "isolated": False, "nameserver": None, "searchdomain": None, "net_rate": None},

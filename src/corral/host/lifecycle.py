@@ -207,12 +207,25 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         userns=(cfg.idmap["base"], cfg.idmap["base"], cfg.idmap["size"]) if cfg.idmap else None,
         # In its own user namespace, sys_admin is over the container's own
         # namespaces only: what systemd needs to mount /run, /tmp and cgroups.
-        caps=DEFAULT_CAPS + ("sys_admin",) if cfg.idmap else DEFAULT_CAPS,
-        seccomp=filters.program(),
+        caps=_caps(cfg),
+        seccomp=b"" if cfg.seccomp == "unconfined" else
+        filters.program(nesting=cfg.seccomp == "nesting"),
+        systempaths=cfg.systempaths == "default",
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
     )
+
+
+def _caps(cfg: ContainerConfig) -> tuple[str, ...]:
+    from corral.runtime.spec import DEFAULT_CAPS
+
+    caps = DEFAULT_CAPS + ("sys_admin",) if cfg.idmap else DEFAULT_CAPS
+    if "all" in cfg.cap_add:
+        from corral.linux.caps import CAP_NAMES
+
+        return tuple(CAP_NAMES)
+    return caps + tuple(c for c in cfg.cap_add if c not in caps)
 
 
 def _guest_files(cfg: ContainerConfig) -> dict[str, tuple[bytes, int]]:
@@ -573,6 +586,9 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "ephemeral": cfg.ephemeral,
         "init": cfg.init,
         "privileged": cfg.privileged,
+        "seccomp": cfg.seccomp,
+        "cap_add": cfg.cap_add,
+        "systempaths": cfg.systempaths,
         "idmap": None if cfg.idmap is None else
         f"0-{cfg.idmap['size'] - 1} -> {cfg.idmap['base']}-"
         f"{cfg.idmap['base'] + cfg.idmap['size'] - 1}",

@@ -53,7 +53,7 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
     # Exactly the container's capabilities, as its init was left with them,
     # and its seccomp filter.
     bounding = caps.bounding_of(init_pid)
-    program = filters.program()
+    program = _filter_of(init_pid, filters)
     join = JOIN
     if os.readlink(f"/proc/{init_pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         join |= ns.CLONE_NEWUSER  # an unprivileged container: its ids, its capabilities
@@ -92,6 +92,15 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
 
 TIOCGPTPEER = 0x5441  # open the slave of a master without a path lookup (Linux 4.13)
 TIOCSPTLCK = 0x40045431
+
+
+def _filter_of(init_pid: int, filters: Any) -> bytes:
+    """The seccomp program for a command in the container of ``init_pid``: none when
+    the init runs unconfined, else the default one (for a container whose profile
+    allows nesting, the stricter default: an exec never gets more than its init)."""
+    with open(f"/proc/{init_pid}/status") as f:
+        mode = next((ln.split()[1] for ln in f if ln.startswith("Seccomp:")), "0")
+    return b"" if mode == "0" else filters.program()
 
 
 def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSpec,
@@ -151,8 +160,9 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
         if uid == 0:
             env["USER"] = env["LOGNAME"] = "root"
         env.update(spec.env)
-        step = "seccomp"
-        seccomp.install(program)  # no_new_privs is set: no privilege needed
+        if program:
+            step = "seccomp"
+            seccomp.install(program)  # no_new_privs is set: no privilege needed
         step = spec.argv[0]
         execvpe(spec.argv, env)
     except BaseException as exc:

@@ -120,6 +120,29 @@ def mount_root(spec: RootfsSpec) -> str:
     return target
 
 
+def _require_plain_dir(root: str, sub: str) -> None:
+    """A mount target at the top of the container's tree: a real directory, made if missing.
+
+    mount(2) follows symlinks, and this runs before pivot_root with the host's
+    tree still reachable: a template or a container whose /proc, /dev … is a
+    symlink (say to /etc) could otherwise redirect a mount, or a file written
+    beneath it, out of its root.  Everything deeper is made on filesystems we
+    mounted ourselves (proc, sysfs, tmpfs), which a tenant cannot plant links in.
+    """
+    path = f"{root}/{sub}"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.mkdir(path, 0o755)
+        return
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise OSError(40, f"the container's /{sub} is {kind}: refusing to mount over it "
+                          "(a hostile or broken root tree)")
+
+
 def _mkdir(path: str, mode: int = 0o755) -> None:
     try:
         os.makedirs(path, mode, exist_ok=True)
@@ -214,16 +237,20 @@ def setup(spec: InitSpec, console: str | None, rootfs: RootfsSpec | None = None)
     # host's later mounts into the container).
     m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
     root = mount_root(rootfs or spec.rootfs)
-    for sub in ("proc", "sys", "dev", "tmp", "run"):
-        _mkdir(f"{root}/{sub}")
+    for sub in ("proc", "sys", "dev", "run"):
+        _require_plain_dir(root, sub)
+    if not os.path.lexists(f"{root}/tmp"):
+        os.mkdir(f"{root}/tmp", 0o1777)
     m.mount("proc", root + "/proc", "proc", NOSUID_NODEV_NOEXEC)
-    m.mount("sysfs", root + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | m.MS_RDONLY)
+    m.mount("sysfs", root + "/sys", "sysfs",
+            NOSUID_NODEV_NOEXEC | (m.MS_RDONLY if spec.systempaths else 0))
     _mount_dev(root, console)
     _mount_cgroups(root, spec)
     for src, target in spec.binds:  # lxcfs' views of /proc and /sys files
         if os.path.exists(root + target):
             m.mount(src, root + target, None, m.MS_BIND)
-    _mask(root)
+    if spec.systempaths:
+        _mask(root)
     m.mount("tmpfs", root + "/run", "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=65536k")
     pivot(root)
 

@@ -111,9 +111,11 @@ class InitSpec(_Spec):
         # monitor holds it); -1: /dev/console is the caller's terminal or /dev/null.
         "console_socket": -1,
         "seccomp": b"",  # a compiled seccomp-BPF program installed just before exec
+        "systempaths": True,  # mask /proc's sensitive files, /sys read-only (False: neither)
     }
     __slots__ = tuple(_defaults)
     seccomp: bytes
+    systempaths: bool
     userns: tuple[int, int, int] | None
     console_socket: int
     name: str
