@@ -295,7 +295,7 @@ _FAST = {
 }
 _FAST_DEFAULTS = {
     "exec": {"tty": False, "user": None, "env": [], "cwd": None},
-    "run": {"rm": False, "privileged": False, "seccomp": None, "cap_add": [],
+    "run": {"rm": False, "privileged": False, "seccomp": None, "cap_add": None,
             "systempaths": None, "name": None, "hostname": None, "template": None,
             "rootfs": None,
             "env": [], "net": None, "ip": None, "network": None, "publish": None,
@@ -342,7 +342,7 @@ def _fast_parse(argv: list[str]) -> _Args | None:
                 value = True
                 i += 1
             if many:
-                opts[dest].append(value)
+                opts[dest] = [*(opts[dest] or []), value]
             else:
                 opts[dest] = value
         elif arg.startswith("-"):
