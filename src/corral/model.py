@@ -33,11 +33,14 @@ def validate_name(name: str, what: str = "container") -> str:
             f"{what} name '{name[:20]}…' is {len(name)} characters long",
             hint=f"Use at most {MAX_NAME} characters.",
         )
-    if not _is_label(name, _LABEL_CHARS):
+    # Template names may carry a version's dots (ubuntu-24.04); they name no host.
+    allowed = _LABEL_CHARS | {"."} if what == "template" else _LABEL_CHARS
+    if not _is_label(name, allowed) or ".." in name:
         raise ValidationError(
             f"invalid {what} name '{name}'",
-            hint="Use lowercase letters, digits and '-' (a DNS label), "
-            "starting and ending with a letter or digit.",
+            hint="Use lowercase letters, digits and '-' (a DNS label)"
+            + (", and '.' in template names" if what == "template" else "")
+            + ", starting and ending with a letter or digit.",
         )
     return name
 

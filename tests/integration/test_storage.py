@@ -219,10 +219,31 @@ def test_backup_round_trip_and_damage_detected(corral: Corral, state_root: Path,
     assert taken.returncode != 0 and "already exists" in taken.stderr
 
 
-@pytest.mark.parametrize("flags", [["--disk", "64M"]])
-def test_disk_quota_containers_say_what_they_cannot_do(corral: Corral, flags: list[str]) -> None:
-    corral("create", "q", "--template", "tiny", *flags)
-    p = corral.run("snapshot", "create", "q", "s", check=False)
+def test_disk_quota_containers_snapshot_restore_and_clone(corral: Corral,
+                                                         state_root: Path) -> None:
+    corral("create", "q", "--template", "tiny", "--disk", "64M", "--net", "none", "--start")
+    corral("exec", "q", "--", "sh", "-c", "mkdir -p /srv && echo first > /srv/f")
+    out = corral("snapshot", "create", "q", "s1")  # live: frozen and synced for the copy
+    assert "live" in out
+    corral("exec", "q", "--", "sh", "-c", "echo second > /srv/f; echo new > /srv/g")
+    corral("snapshot", "restore", "--force", "q", "s1")
+    assert corral("exec", "q", "--", "cat", "/srv/f") == "first\n"
+    assert corral.run("exec", "q", "--", "test", "-e", "/srv/g", check=False).returncode == 1
+    # the quota still holds after the restore
+    p = corral.run("exec", "q", "--", "sh", "-c",
+                   "dd if=/dev/zero of=/srv/big bs=1M count=100 2>&1", check=False)
+    assert p.returncode != 0 and "No space left" in p.stdout
+    corral("exec", "q", "--", "rm", "-f", "/srv/big")
+    corral("clone", "q", "q2")
+    corral("clone", "q", "q3", "--snapshot", "s1")
+    corral("start", "q2", "q3")
+    assert corral("exec", "q2", "--", "cat", "/srv/f") == "first\n"
+    assert corral("exec", "q3", "--", "cat", "/srv/f") == "first\n"
+    corral("exec", "q2", "--", "sh", "-c", "echo mine > /srv/f")
+    assert corral("exec", "q", "--", "cat", "/srv/f") == "first\n"
+    corral("snapshot", "delete", "q", "s1")
+    assert not list((state_root / "containers" / "q" / "snapshots").glob("*.img"))
+    p = corral.run("backup", "q", "-o", str(state_root / "q.backup"), check=False)
     assert p.returncode != 0 and "disk-quota" in p.stderr
 
 

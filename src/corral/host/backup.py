@@ -120,7 +120,7 @@ def backup(host: Host, name: str, output: str, *, progress: Any = None) -> dict[
     from corral.host import snapshots, templates
 
     cfg = host.load_config(name)
-    snapshots._require_layered(host, cfg, "A backup")
+    snapshots._require_layered(host, cfg, "A backup", disk_ok=False)
     output = os.path.abspath(output)
     if not os.path.isdir(os.path.dirname(output)):
         raise ValidationError(f"directory {os.path.dirname(output)} does not exist")

@@ -49,16 +49,70 @@ def _driver(host: Host) -> Any:
     return layers.detect(host.paths.containers)
 
 
-def _require_layered(host: Host, cfg: ContainerConfig, what: str) -> None:
+def _require_layered(host: Host, cfg: ContainerConfig, what: str,
+                     disk_ok: bool = True) -> None:
     if cfg.rootfs is not None:
         raise InvalidStateError(
             f"container '{cfg.name}' runs on the directory {cfg.rootfs}, not on layers",
             hint=f"{what} needs a container made from a template.")
-    if cfg.limits.get("disk", -1) not in (-1, None):
+    if not disk_ok and _has_disk(cfg):
         raise InvalidStateError(
             f"container '{cfg.name}' keeps its files in a disk-quota image",
             hint=f"{what} works on containers without --disk for now; "
-                 "use 'corral backup' for a copy.")
+                 "snapshots and clones work on both.")
+
+
+def _has_disk(cfg: ContainerConfig) -> bool:
+    return cfg.limits.get("disk", -1) not in (-1, None)
+
+
+def _copy_image(src: str, dst: str) -> None:
+    """A sparse copy of a disk image (a reflink where the filesystem has them: btrfs, xfs)."""
+    import subprocess
+
+    from corral.errors import CommandError
+
+    proc = subprocess.run(["cp", "--reflink=auto", "--sparse=always", "--", src, f"{dst}.tmp"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise CommandError(f"copying {src} failed: {proc.stderr.strip()[-300:]}")
+    os.rename(f"{dst}.tmp", dst)
+
+
+def _image_cut(host: Host, cfg: ContainerConfig, target: str) -> None:
+    """A consistent copy of a disk-quota container's image at ``target``.
+
+    A running container is frozen, and its filesystem (inside the image,
+    mounted only in the container) synced through its root, for the copy:
+    what it wrote is in the image, nothing is written meanwhile.
+    """
+    image = host.paths.disk_image(cfg.name)
+    state = host.load_state(cfg.name)
+    if host.status(cfg.name, state) == STOPPED:
+        _copy_image(image, target)
+        return
+    cg = host.cgroup(cfg.name)
+    was_frozen = cg.frozen()
+    if not was_frozen:
+        cg.freeze()
+    try:
+        fd = os.open(f"/proc/{state.pid}/root", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _syncfs(fd)
+        finally:
+            os.close(fd)
+        _copy_image(image, target)
+    finally:
+        if not was_frozen:
+            cg.thaw()
+
+
+def _syncfs(fd: int) -> None:
+    import ctypes
+
+    from corral.linux._libc import call, libc
+
+    call("syncfs", libc.syncfs, ctypes.c_int(fd))
 
 
 def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:
@@ -118,6 +172,17 @@ def snapshot_create(host: Host, name: str, snap: str) -> dict[str, Any]:
                                 hint=f"Delete it first: corral snapshot delete {name} {snap}")
         started = time.monotonic()
         running = host.status(name) != STOPPED
+        if _has_disk(cfg):
+            os.makedirs(host.paths.snapshots(name), 0o700, exist_ok=True)
+            image = f"{host.paths.snapshots(name)}/{snap}.img"
+            _image_cut(host, cfg, image)
+            record = {"name": snap, "container": name, "created": time.time(),
+                      "layers": list(cfg.layers), "template": cfg.template,
+                      "template_version": cfg.template_version, "live": running,
+                      "disk_image": f"{snap}.img",
+                      "seconds": round(time.monotonic() - started, 4)}
+            store.write_toml(path, record)
+            return record
         try:
             with layers_lock(host):
                 chain, moved = _freeze_upper(host, cfg)
@@ -174,6 +239,9 @@ def snapshot_restore(host: Host, name: str, snap: str, *, force: bool = False) -
             lifecycle._teardown(host, name, state)
         started = time.monotonic()
         cfg = host.load_config(name)
+        if record.get("disk_image"):
+            _copy_image(f"{host.paths.snapshots(name)}/{record['disk_image']}",
+                        host.paths.disk_image(name))
         # The new upper is made beside the old one and swapped in by rename:
         # a crash leaves either the old root or the restored one.
         upper = host.paths.upper(name)
@@ -200,7 +268,13 @@ def snapshot_delete(host: Host, name: str, snap: str) -> None:
     host.load_config(name)
     _load_snapshot(host, name, snap)
     with host.lock(name):
+        record = _load_snapshot(host, name, snap)
         os.unlink(host.paths.snapshot_file(name, snap))
+        if record.get("disk_image"):
+            try:
+                os.unlink(f"{host.paths.snapshots(name)}/{record['disk_image']}")
+            except FileNotFoundError:
+                pass
         _gc_layers(host)
 
 
@@ -220,9 +294,12 @@ def clone(host: Host, src: str, dst: str, *, snapshot: str | None = None) -> Con
     try:
         with host.lock(src), layers_lock(host):
             cfg = host.load_config(src)
+            record: dict[str, Any] = {}
             if snapshot is not None:
                 record = _load_snapshot(host, src, snapshot)
                 chain, version = list(record["layers"]), record.get("template_version")
+            elif _has_disk(cfg):
+                chain, version = list(cfg.layers), cfg.template_version
             else:
                 chain, moved = _freeze_upper(host, cfg)
                 version = cfg.template_version
@@ -242,7 +319,14 @@ def clone(host: Host, src: str, dst: str, *, snapshot: str | None = None) -> Con
             with Reverter() as undo:
                 lifecycle.create(host, new)
                 undo.add(lambda: lifecycle.destroy(host, dst, force=True, gc=False))
-                _new_identity(host, new, chain, version)
+                if _has_disk(cfg):  # its files are in the image: copy that
+                    if snapshot is not None and record.get("disk_image"):
+                        _copy_image(f"{host.paths.snapshots(src)}/{record['disk_image']}",
+                                    host.paths.disk_image(dst))
+                    else:
+                        _image_cut(host, cfg, host.paths.disk_image(dst))
+                else:
+                    _new_identity(host, new, chain, version)
                 undo.success()
     except BaseException:
         _gc_layers(host)

@@ -111,6 +111,13 @@ def _bootstrap(cached: str, distro: str, suite: str, mirror: str,
         raise UnsupportedError("debootstrap is not installed",
                                hint="Install it: apt-get install debootstrap")
     script = f"/usr/share/debootstrap/scripts/{suite}"
+    extra: list[str] = []
+    if distro == "ubuntu":
+        extra.append(f"--keyring={_ubuntu_keyring(mirror)}")
+        if not os.path.exists(script):
+            # Every Ubuntu suite since 7.10 uses the same script; an older
+            # debootstrap (Debian 12's) just lacks the newer names.
+            script = "/usr/share/debootstrap/scripts/gutsy"
     if not os.path.exists(script):
         raise UnsupportedError(f"this debootstrap does not know {distro} '{suite}'",
                                hint="Update debootstrap from the distribution's backports.")
@@ -119,8 +126,8 @@ def _bootstrap(cached: str, distro: str, suite: str, mirror: str,
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(f"{tmp}/rootfs")
     try:
-        argv = ["debootstrap", "--variant=minbase", f"--arch={_arch()}",
-                f"--include={','.join(INCLUDE)}", suite, f"{tmp}/rootfs", mirror]
+        argv = ["debootstrap", "--variant=minbase", f"--arch={_arch()}", *extra,
+                f"--include={','.join(INCLUDE)}", suite, f"{tmp}/rootfs", mirror, script]
         if distro == "ubuntu":
             argv.insert(1, "--components=main,universe")
         _debootstrap(argv, progress)
@@ -129,6 +136,44 @@ def _bootstrap(cached: str, distro: str, suite: str, mirror: str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Ubuntu's archive key (2018), as published by Ubuntu; Debian does not ship
+# Ubuntu's keyring, so it is fetched from the mirror in the ubuntu-keyring
+# package and trusted only if its fingerprint is this one.
+UBUNTU_ARCHIVE_KEY = "F6ECB3762474EDA9D21B7022871920D1991BC93C"
+UBUNTU_KEYRING_DEB = "pool/main/u/ubuntu-keyring/ubuntu-keyring_2021.03.26_all.deb"
+UBUNTU_KEY_MEMBER = "etc/apt/trusted.gpg.d/ubuntu-keyring-2018-archive.gpg"
+
+
+def _ubuntu_keyring(mirror: str) -> str:
+    system = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
+    if os.path.exists(system):
+        return system
+    cached = os.path.join(cache_root(), "keyrings", "ubuntu-archive-2018.gpg")
+    if os.path.exists(cached):
+        return cached
+    import tempfile
+    import urllib.request
+
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        deb = f"{tmp}/keyring.deb"
+        try:
+            urllib.request.urlretrieve(f"{mirror}/{UBUNTU_KEYRING_DEB}", deb)
+        except OSError as exc:
+            raise CommandError(f"cannot fetch Ubuntu's keyring from {mirror}: {exc}") from None
+        _run(["dpkg-deb", "-x", deb, f"{tmp}/x"], "unpacking ubuntu-keyring")
+        key = f"{tmp}/x/{UBUNTU_KEY_MEMBER}"
+        out = subprocess.run(["gpg", "--show-keys", "--with-colons", key], capture_output=True,
+                             text=True, check=False).stdout
+        fingerprints = [ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:")]
+        if fingerprints != [UBUNTU_ARCHIVE_KEY]:
+            raise CommandError("the Ubuntu keyring from the mirror is not Ubuntu's archive key",
+                               hint=f"Expected {UBUNTU_ARCHIVE_KEY}, got {fingerprints}.")
+        shutil.copyfile(key, f"{cached}.tmp")
+        os.rename(f"{cached}.tmp", cached)
+    return cached
 
 
 _STEP = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) (\S+)")
