@@ -157,3 +157,15 @@ def test_two_debian_containers_side_by_side(debian: Corral) -> None:
     assert {i["name"]: i["state"] for i in listed} == {"a": "running", "b": "running"}
     c("shutdown-all", "--timeout", "30")
     assert {i["state"] for i in json.loads(c("list", "--json"))} == {"stopped"}
+
+
+def test_ubuntu_template_boots_too(state_root: Path) -> None:
+    c = Corral(state_root)
+    c("template", "build", "ubuntu-24.04", timeout=1800)  # debootstrap once, then cached
+    info = c.json("template", "info", "ubuntu-24.04")
+    assert info["os"] == "ubuntu" and info["version"] == "24.04"  # type: ignore[index]
+    c("create", "u", "--template", "ubuntu-24.04", "--net", "none", "--start")
+    assert _booted(c, "u") == "running", c.run("exec", "u", "--", "systemctl", "--failed",
+                                              check=False).stdout
+    assert "Ubuntu" in c("exec", "u", "--", "cat", "/etc/os-release")
+    c("stop", "u", "--timeout", "30")
