@@ -57,7 +57,10 @@ removed.
 
 Rounds alternate between contenders to spread the machine's noise; the table
 has medians over ``--runs`` and ratios of boot time to LXC and to nspawn in
-the same privilege mode.  Everything this run made is removed at the end, also
+the same privilege mode.  A contender that does not boot (its init exits, or
+no state within 120 s) is dropped from the later rounds, shown as ``no boot``
+with the reason (the tail of its console) in the notes, and the exit status
+is 1.  Everything this run made is removed at the end, also
 on Ctrl-C / SIGTERM / SIGHUP (only processes it started are killed, by PID).
 """
 
@@ -251,6 +254,7 @@ class Contender:
         self.rootfs = rootfs
         self.notes: list[str] = []
         self.n = 0  # boots so far: names each instance
+        self.started = 0.0  # perf_counter() when the start command had returned
 
     def stage(self, runs: int) -> None: ...  # before all rounds: the copies
     def prepare(self) -> None: ...  # before the clock of each boot
@@ -283,6 +287,7 @@ class CorralContender(Contender):
 
     def boot(self, deadline: float) -> tuple[str, int]:
         run(*self.c, "start", self.cur)
+        self.started = time.perf_counter()
         return wait_state([*self.inside(), "systemctl", "is-system-running", "--wait"],
                           deadline, self._gone)
 
@@ -360,6 +365,7 @@ class LxcContender(Contender):
 
     def boot(self, deadline: float) -> tuple[str, int]:
         run("lxc-start", "-d", *self._p())
+        self.started = time.perf_counter()
         return wait_state([*self.inside(), "systemctl", "is-system-running", "--wait"],
                           deadline, self._gone)
 
@@ -461,6 +467,7 @@ class NspawnContender(Contender):
             if time.monotonic() > deadline:
                 raise BenchError(f"no container init under nspawn: {self._tail()}")
             time.sleep(0.005)
+        self.started = time.perf_counter()
         st = proc_start(pid)
         if st is not None:
             self.leader = (pid, st)
@@ -593,6 +600,7 @@ def one_boot(c: Contender, settle: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     state, tries = c.boot(time.monotonic() + BOOT_TIMEOUT)
     boot = time.perf_counter() - t0
+    start = c.started - t0
     failed = failed_units(c.inside())
     time.sleep(settle)
     rss, pss, nproc = payload(c.marker())
@@ -606,7 +614,7 @@ def one_boot(c: Contender, settle: float) -> dict[str, Any]:
         for d in prop.glob(f"bb{TAG}*") if prop.is_dir() else []:
             if d.is_dir() and not os.path.ismount(d):
                 shutil.rmtree(d, ignore_errors=True)
-    return {"boot": boot, "state": state, "tries": tries, "failed": failed, "rss": rss / MB,
+    return {"boot": boot, "start": start, "state": state, "tries": tries, "failed": failed, "rss": rss / MB,
             "pss": pss / MB, "procs": nproc, "cg": None if usage is None else usage / MB,
             "cganon": None if anon is None else anon / MB, "stop": stop}
 
@@ -627,6 +635,7 @@ def table(results: dict[str, list[dict[str, Any]]], modes: dict[str, str],
         failed = sorted({u for r in rs for u in r["failed"]})
         summary[name] = {
             "boot": med([r["boot"] for r in rs]), "min": min(r["boot"] for r in rs),
+            "start": med([r["start"] for r in rs]),
             "stop": med([r["stop"] for r in rs]),
             "state": "/".join(states), "failed": ",".join(failed) or "-",
             "rss": med([r["rss"] for r in rs]), "pss": med([r["pss"] for r in rs]),
@@ -642,13 +651,14 @@ def table(results: dict[str, list[dict[str, Any]]], modes: dict[str, str],
     def f(v: float | None, spec: str, w: int) -> str:
         return f"{'n/a':>{w}}" if v is None else f"{v:>{w}{spec}}"
 
-    hdr = (f"{'contender':<14}{'mode':<7}{'runs':>5}{'boot s':>8}{'min s':>7}{'stop s':>7}"
+    hdr = (f"{'contender':<14}{'mode':<7}{'runs':>5}{'boot s':>8}{'min s':>7}{'start s':>8}"
+           f"{'stop s':>7}"
            f"  {'state':<10}{'RSS MB':>8}{'PSS MB':>8}{'procs':>6}{'cg MB':>7}{'anon MB':>8}"
            f"{'/ lxc':>8}{'/ nspawn':>9}  failed units")
     rows.append(hdr)
     for name, mode in modes.items():
         if name not in summary:
-            rows.append(f"{name:<14}{mode:<7}{0:>5}{'n/a':>8}{'n/a':>7}{'n/a':>7}  "
+            rows.append(f"{name:<14}{mode:<7}{0:>5}{'n/a':>8}{'n/a':>7}{'n/a':>8}{'n/a':>7}  "
                         f"{'no boot' if name in broken else 'not run':<10}  (see the notes)")
             continue
         s = summary[name]
@@ -657,7 +667,8 @@ def table(results: dict[str, list[dict[str, Any]]], modes: dict[str, str],
             b = base(kind, mode)
             ratios += f"{s['boot'] / b:>{w - 1}.2f}x" if b else f"{'-':>{w}}"
         rows.append(f"{name:<14}{mode:<7}{s['n']:>5}{f(s['boot'], '.2f', 8)}"
-                    f"{f(s['min'], '.2f', 7)}{f(s['stop'], '.2f', 7)}  {s['state']:<10}"
+                    f"{f(s['min'], '.2f', 7)}{f(s['start'], '.2f', 8)}{f(s['stop'], '.2f', 7)}"
+                    f"  {s['state']:<10}"
                     f"{f(s['rss'], '.1f', 8)}{f(s['pss'], '.1f', 8)}{f(s['procs'], '.0f', 6)}"
                     f"{f(s['cg'], '.1f', 7)}{f(s['cganon'], '.1f', 8)}{ratios}  {s['failed']}")
     return "\n".join(rows)
@@ -748,14 +759,17 @@ def main() -> int:
                     ct.cleanup()
                     continue
                 results.setdefault(ct.name, []).append(r)
-                log(f"run {i + 1} {ct.name}: {r['boot']:.2f} s, {r['state']} ({r['tries']} "
+                log(f"run {i + 1} {ct.name}: {r['boot']:.2f} s (start {r['start']:.2f} s), "
+                    f"{r['state']} ({r['tries']} "
                     f"tries), failed: {','.join(r['failed']) or '-'}; PSS {r['pss']:.1f} MB, "
                     f"cg {r['cg'] if r['cg'] is None else round(r['cg'], 1)} MB, "
                     f"stop {r['stop']:.2f} s")
         print(table(results, {ct.name: ct.mode for ct in contenders}, broken), flush=True)
-        print("ratios: boot time / that of lxc (nspawn) in the same mode; unpriv = own user "
-              "namespace, priv = the host's root; memory: medians, host side, idle after "
-              f"{args.settle:g} s", flush=True)
+        print("boot s: median from the start command to `systemctl is-system-running --wait`"
+              " returning inside; start s: until the start command returned (nspawn: until its"
+              " child was systemd); ratios: boot s / that of lxc (nspawn) in the same mode;"
+              " unpriv = own user namespace, priv = the host's root; memory: medians, host"
+              f" side, idle {args.settle:g} s after boot", flush=True)
     except KeyboardInterrupt as exc:
         log(f"interrupted ({str(exc) or 'SIGINT'}): cleaning up")
         rc = 130
