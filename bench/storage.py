@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import CORRAL  # noqa: E402
+from _common import CORRAL, remove_root  # noqa: E402
 
 MB = 1 << 20
 
@@ -248,32 +248,12 @@ def main() -> int:
         print("\n".join(bench_density(root, tiny, work, args.count, "t10m")), flush=True)
     finally:
         for r in (root, pool / "root" if pool else None):
-            if r is not None and (r / "containers").is_dir():
-                names = [n for n in os.listdir(r / "containers") if not n.startswith(".")]
-                if names:
-                    subprocess.run([CORRAL, "--root", str(r), "destroy", "--force", *names],
-                                   capture_output=True, check=False)
-                subprocess.run([CORRAL, "--root", str(r), "network", "delete", "default"],
-                               capture_output=True, check=False)
             if r is not None:
-                remove_cgroup_top(r)
+                remove_root(r)
         if pool is not None:
             subprocess.run(["umount", str(pool)], check=False)
         shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def remove_cgroup_top(root: Path) -> None:
-    """The state root's (now empty) top cgroup in every hierarchy."""
-    from corral.host import root_id
-
-    for h in Path("/sys/fs/cgroup").iterdir():
-        top = h / f"corral-{root_id(str(root))}"
-        if top.is_dir():
-            for d in sorted(top.rglob("*"), key=lambda p: -len(p.parts)):
-                if d.is_dir():
-                    d.rmdir()
-            top.rmdir()
 
 
 def fs_type(path: Path) -> str:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import CORRAL
+from _common import CORRAL, remove_root
 
 
 def cli(root: Path, *args: str) -> str:
@@ -108,20 +108,7 @@ def main() -> int:
               f"{len(before)} inodes made, {shift_s:6.2f} s   "
               f"ratio {shift_bytes / max(corral_bytes, 1):.0f}x bytes")
     finally:
-        if (root / "containers").is_dir():
-            names = [n for n in os.listdir(root / "containers") if not n.startswith(".")]
-            if names:
-                subprocess.run([CORRAL, "--root", str(root), "destroy", "--force", *names],
-                               capture_output=True, check=False)
-        from corral.host import root_id
-
-        for h in Path("/sys/fs/cgroup").iterdir():
-            top = h / f"corral-{root_id(str(root))}"
-            if top.is_dir():
-                for d in sorted(top.rglob("*"), key=lambda q: -len(q.parts)):
-                    if d.is_dir():
-                        d.rmdir()
-                top.rmdir()
+        remove_root(root)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
