@@ -45,8 +45,12 @@ def _load() -> dict[str, int]:
         return {}
 
 
-def allocate(root: str, name: str) -> int:
-    """The base of a free range for container ``name`` of state root ``root``."""
+def allocate(root: str, name: str, *, durable: bool = True) -> int:
+    """The base of a free range for container ``name`` of state root ``root``.
+
+    ``durable=False`` (ephemeral containers): the lease need not survive a
+    power cut, which the container does not survive either.
+    """
     key = f"{root}:{name}"
     os.makedirs(os.path.dirname(REGISTRY), 0o700, exist_ok=True)
     with store.locked(f"{REGISTRY}.lock", "the id map registry"):
@@ -59,7 +63,8 @@ def allocate(root: str, name: str) -> int:
         while base + SIZE - 1 <= LAST:
             if base not in used and not any(lo < base + SIZE and base < hi for lo, hi in foreign):
                 leases[key] = base
-                store.write_atomic(REGISTRY, json.dumps(leases, indent=1).encode(), 0o600)
+                store.write_atomic(REGISTRY, json.dumps(leases, indent=1).encode(), 0o600,
+                                   durable=durable)
                 return base
             base += SIZE
     raise ConflictError("no free range of host ids is left for another unprivileged container",
@@ -73,7 +78,10 @@ def release(root: str, name: str) -> None:
     with store.locked(f"{REGISTRY}.lock", "the id map registry"):
         leases = _load()
         if leases.pop(key, None) is not None:
-            store.write_atomic(REGISTRY, json.dumps(leases, indent=1).encode(), 0o600)
+            # Not synced: a release lost to a power cut only keeps a range
+            # leased until the next destroy of that name or doctor.
+            store.write_atomic(REGISTRY, json.dumps(leases, indent=1).encode(), 0o600,
+                               durable=False)
 
 
 def leased(root: str) -> dict[str, int]:

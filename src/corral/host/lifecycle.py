@@ -485,7 +485,8 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
             if not cfg.privileged:
                 from corral.host import idmaps
 
-                cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name), "size": idmaps.SIZE}
+                cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name, durable=not remove),
+                             "size": idmaps.SIZE}
             # An ephemeral container's records need not survive a power cut.
             state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,
                             meanwhile=lambda: _write_records_early(host, cfg, remove))
