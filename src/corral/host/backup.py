@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from corral.host import Host
 
 FORMAT = "corral-backup/1"
-_MEMBER = re.compile(r"(config\.toml|index\.json|upper\.tar\.zst|layers/[0-9a-f-]{1,64}\.tar\.zst|"
-                     r"snapshots/[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\.toml)")
+_MEMBER = re.compile(r"(config\.toml|index\.json|upper\.tar\.zst|disk\.tar\.zst|"
+                     r"layers/[0-9a-f-]{1,64}\.tar\.zst|"
+                     r"snapshots/[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\.(toml|img\.tar\.zst))")
 _TAR_FLAGS = ["--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse"]
 _CHUNK = 1 << 20
 
@@ -120,7 +121,8 @@ def backup(host: Host, name: str, output: str, *, progress: Any = None) -> dict[
     from corral.host import snapshots, templates
 
     cfg = host.load_config(name)
-    snapshots._require_layered(host, cfg, "A backup", disk_ok=False)
+    snapshots._require_layered(host, cfg, "A backup")
+    disk = snapshots._has_disk(cfg)
     output = os.path.abspath(output)
     if not os.path.isdir(os.path.dirname(output)):
         raise ValidationError(f"directory {os.path.dirname(output)} does not exist")
@@ -137,11 +139,17 @@ def backup(host: Host, name: str, output: str, *, progress: Any = None) -> dict[
         with host.lock(name):
             cfg = host.load_config(name)
             snaps = [s for s in snapshots.snapshot_list(host, name) if s["name"] != temp_snap]
+            snap_dir = host.paths.snapshots(name)
+            image = None  # a disk-quota container's files: its image
             if temp_snap is not None:  # the container's files as of the cut
                 current = store.read_toml(host.paths.snapshot_file(name, temp_snap))["layers"]
                 upper = None
+                if disk:
+                    image = f"{snap_dir}/{temp_snap}.img"
             else:
                 current, upper = list(cfg.layers), host.paths.upper(name)
+                if disk:
+                    image, upper = host.paths.disk_image(name), None
             layer_ids: list[str] = []
             for chain in [current, *(s["layers"] for s in snaps)]:
                 layer_ids += [i for i in chain if i not in layer_ids]
@@ -152,8 +160,10 @@ def backup(host: Host, name: str, output: str, *, progress: Any = None) -> dict[
                 "format": FORMAT, "container": name, "created": time.time(),
                 "template": {"name": cfg.template, "version": cfg.template_version or 1,
                              "os": meta.get("os"), "os_version": meta.get("version")},
-                "layers": layer_ids, "upper": upper is not None,
-                "snapshots": [s["name"] for s in snaps], "files": {},
+                "layers": layer_ids, "upper": upper is not None, "disk": image is not None,
+                "snapshots": [s["name"] for s in snaps],
+                "snapshot_images": [s["name"] for s in snaps if s.get("disk_image")],
+                "files": {},
             }
             os.makedirs(scratch, 0o700)
             total = 0
@@ -165,6 +175,16 @@ def backup(host: Host, name: str, output: str, *, progress: Any = None) -> dict[
                 parts = [(host.paths.layer_tree(i), f"layers/{i}.tar.zst") for i in layer_ids]
                 if upper is not None:
                     parts.append((upper, "upper.tar.zst"))
+                # Images go in as sparse files, each alone in a directory of links.
+                images = [(image, "disk.img", "disk.tar.zst")] if image else []
+                images += [(f"{snap_dir}/{s['disk_image']}", s["disk_image"],
+                            f"snapshots/{s['name']}.img.tar.zst")
+                           for s in snaps if s.get("disk_image")]
+                for i, (path, inner, arcname) in enumerate(images):
+                    holder = f"{scratch}/image{i}"
+                    os.mkdir(holder)
+                    os.link(path, f"{holder}/{inner}")
+                    parts.append((holder, arcname))
                 for directory, arcname in parts:
                     packed = f"{scratch}/part.tar.zst"
                     if progress:
@@ -294,7 +314,11 @@ def restore(host: Host, archive: str, name: str | None = None, *,
                 undo.add(lambda: lifecycle.destroy(host, name, force=True, gc=False))
                 if index.get("upper"):
                     _unpack(f"{scratch}/upper.tar.zst", host.paths.upper(name))
+                if index.get("disk"):  # replaces the empty image create made
+                    _unpack(f"{scratch}/disk.tar.zst", host.paths.container_dir(name))
                 os.makedirs(host.paths.snapshots(name), 0o700, exist_ok=True)
+                for snap in index.get("snapshot_images", []):
+                    _unpack(f"{scratch}/snapshots/{snap}.img.tar.zst", host.paths.snapshots(name))
                 for snap in index["snapshots"]:
                     rec = store.read_toml(f"{scratch}/snapshots/{snap}.toml")
                     rec.update(container=name, layers=[ids[i] for i in rec["layers"]])
