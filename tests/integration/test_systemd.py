@@ -148,9 +148,14 @@ def test_debian_boots_systemd_unprivileged_and_serves(debian: Corral, state_root
 
 def test_two_debian_containers_side_by_side(debian: Corral) -> None:
     c = debian
-    c("create", "a", "--template", "debian-12", "--net", "none", "--start")
+    # users and time zone asked for at create are set at the first start
+    c("create", "a", "--template", "debian-12", "--net", "none", "--userpasswd", "bob:pw",
+      "--timezone", "Asia/Tokyo", "--start")
     c("create", "b", "--template", "debian-12", "--net", "none", "--start")
     assert _booted(c, "a") == "running" and _booted(c, "b") == "running"
+    assert c("exec", "a", "--", "id", "-un", "bob").strip() == "bob"
+    assert c("exec", "a", "--", "cat", "/etc/timezone").strip() == "Asia/Tokyo"
+    assert "pending" not in (c.root / "containers" / "a" / "config.toml").read_text()
     ids = {c("exec", n, "--", "cat", "/etc/machine-id").strip() for n in ("a", "b")}
     assert len(ids) == 2
     listed = json.loads(c("list", "--json"))

@@ -92,10 +92,18 @@ def cmd_create(host: Any, args: Any) -> int:
                           "hostname": args.hostname, "limits": _limits(args),
                           "network": _network(args), "privileged": args.privileged,
                           "console": args.console, **_security(args)}
-    if args.ssh_key:
-        from corral.host import guest
+    from corral.host import guest
 
-        kw["guest"] = {"ssh_keys": guest.read_ssh_keys(args.ssh_key)}
+    kw["guest"] = {}
+    if args.ssh_key:
+        kw["guest"]["ssh_keys"] = guest.read_ssh_keys(args.ssh_key)
+    pending: list[dict[str, Any]] = []
+    if args.userpasswd:
+        pending.append({"userpasswd": list(guest.parse_userpasswd(args.userpasswd))})
+    if args.timezone:
+        pending.append({"timezone": guest.validate_timezone(args.timezone)})
+    if pending:
+        kw["guest"]["pending"] = pending
     kw.update(_autostart(args))
     if args.init:
         import shlex

@@ -95,6 +95,9 @@ def _parser() -> Any:
     c.add_argument("--init", help="the init command (default: the template's)")
     c.add_argument("--start", action="store_true", help="start it once created")
     c.add_argument("--ssh-key", metavar="FILE", help="root's authorized_keys from FILE")
+    c.add_argument("--userpasswd", metavar="USER:PASS",
+                   help="create USER if missing and set its password (at the first start)")
+    c.add_argument("--timezone", metavar="TZ", help="e.g. Europe/Berlin (at the first start)")
     _autostart_args(c)
     c.add_argument("--console", choices=("pty", "log"),
                    help="pty: a console to attach to and reboot from inside, kept by a small "

@@ -52,6 +52,22 @@ def validate_timezone(tz: str) -> str:
     return tz
 
 
+def run_pending(host: Host, name: str) -> None:
+    """The guest changes asked for while the container was stopped, now that it runs."""
+    with host.lock(name):
+        cfg = host.load_config(name)
+        pending = list(cfg.guest.get("pending") or [])
+        if not pending:
+            return
+        cfg.guest = {k: v for k, v in cfg.guest.items() if k != "pending"}
+        host.save_config(cfg)  # the password leaves the config before it is used
+    for action in pending:
+        if "userpasswd" in action:
+            apply(host, name, userpasswd=tuple(action["userpasswd"]))  # type: ignore[arg-type]
+        if "timezone" in action:
+            apply(host, name, timezone=action["timezone"])
+
+
 def files(cfg: Any) -> dict[str, tuple[bytes, int]]:
     """The guest files kept in the config, written by the init before it execs."""
     out: dict[str, tuple[bytes, int]] = {}
@@ -85,9 +101,17 @@ def apply(host: Host, name: str, *, hostname: str | None = None,
         cfg = host.load_config(name)
         running = host.status(name) != STOPPED
         if (userpasswd or timezone) and not running:
-            raise InvalidStateError(f"container '{name}' is stopped",
-                                    hint="Users and time zones are set with the guest's own "
-                                         "tools: start it first.")
+            # Done with the guest's own tools at its next start (see run_pending);
+            # kept in the root-only config until then.
+            pending = list(cfg.guest.get("pending") or [])
+            if userpasswd:
+                pending.append({"userpasswd": list(userpasswd)})
+                done.append(f"password of {userpasswd[0]} (at the next start)")
+            if timezone:
+                pending.append({"timezone": timezone})
+                done.append(f"time zone {timezone} (at the next start)")
+            cfg.guest = {**cfg.guest, "pending": pending}
+            userpasswd = timezone = None
         if hostname is not None:
             cfg.hostname = hostname
             done.append(f"hostname {hostname}")

@@ -316,6 +316,10 @@ def start(host: Host, name: str) -> dict[str, Any]:
         host.status(name, state).require("start", name)
         _teardown(host, name, state)  # leftovers of a container that died or crashed
         _start_locked(host, cfg)
+    if cfg.guest.get("pending"):
+        from corral.host import guest
+
+        guest.run_pending(host, name)
     return info(host, name)
 
 
