@@ -70,6 +70,10 @@ def _host_baseline(tree: Path, state_root: Path) -> dict[str, tuple[bool, str]]:
 
 def test_probes_denied_inside_and_not_vacuous(corral: Corral, state_root: Path,
                                               probe_tree: Path) -> None:
+    import socket
+    import time as _time
+
+    host_name, host_clock = socket.gethostname(), _time.time()
     host = _host_baseline(probe_tree, state_root)
     weakened = _probe(corral, probe_tree, state_root, *WEAKENED)
     default = _probe(corral, probe_tree, state_root)
@@ -101,6 +105,9 @@ def test_probes_denied_inside_and_not_vacuous(corral: Corral, state_root: Path,
     print(f"shown against the host (namespaces): {sorted(shown_on_host)}")
     print(f"the host itself lacks (cannot be shown here): {sorted(not_on_this_host)}")
     assert len(shown_on_host) + len(host) - len(not_on_this_host) >= 10
+    # what the containers did to their own hostname and clock stayed theirs
+    assert socket.gethostname() == host_name
+    assert abs(_time.time() - host_clock) < 120
 
 
 def test_unprivileged_root_is_not_host_root(corral: Corral, state_root: Path) -> None:

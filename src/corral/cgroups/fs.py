@@ -165,6 +165,8 @@ class _FsManager(CgroupManager):
                     _inherit_cpuset(path)
                 if h.v2 and rel != f"{self.group}/{INNER}":
                     _enable_controllers(path)
+                if rel == self.group:
+                    _restrict_devices(h, path)
 
     def remove_top(self) -> None:
         """Remove the state root's top directory where no container is left in it."""
@@ -514,6 +516,29 @@ def _probe_v2_feature(tree: str, name: str) -> bool:
     except ValueError:
         return False
     return (major, minor) >= since
+
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+
+def _restrict_devices(h: Hierarchy, path: str) -> None:
+    """The container's device allow-list (linux/devices.py) on its outer cgroup.
+
+    v1: the devices controller's files; v2 (and the unified half of a hybrid
+    host): an eBPF device program.  A tree that is not a real cgroup
+    filesystem (the unit tests' fake one) has neither.
+    """
+    from corral.linux import devices
+
+    if "devices" in h.controllers and os.path.exists(f"{path}/devices.deny"):
+        _write(f"{path}/devices.deny", "a")
+        for rule in devices.v1_rules():
+            _write(f"{path}/devices.allow", rule)
+    elif h.v2:
+        from corral.linux import fs
+
+        if fs.statfs_type(path) == CGROUP2_SUPER_MAGIC:
+            devices.attach_v2(path)
 
 
 def _inherit_cpuset(path: str) -> None:

@@ -117,6 +117,10 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
 
     step = "joining the container"
     try:
+        # Until it execs, this process is the host's Python inside the
+        # container's PID namespace: non-dumpable, so the container's processes
+        # cannot open its /proc/<pid>/exe, memory or fds (CVE-2019-5736 class).
+        ns.prctl(ns.PR_SET_DUMPABLE, 0)
         for fd in procs:
             os.write(fd, b"0")
         ns.setns(pidfd, join)
