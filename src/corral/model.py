@@ -163,6 +163,7 @@ class ContainerConfig(_Record):
         "seccomp": "default",
         "cap_add": [],  # capabilities beyond the profile, or ["all"]
         "systempaths": "default",  # "unconfined": /proc not masked, /sys writable
+        "devices": "default",  # "unconfined": no device allow-list on its cgroup
     }
     __slots__ = tuple(_defaults)
 
@@ -189,6 +190,7 @@ class ContainerConfig(_Record):
     seccomp: str
     cap_add: list[str]
     systempaths: str
+    devices: str
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -202,6 +204,9 @@ class ContainerConfig(_Record):
         if self.seccomp not in ("default", "nesting", "unconfined"):
             raise ValidationError(f"unknown seccomp profile '{self.seccomp}'",
                                   hint="Use default, nesting or unconfined.")
+        if self.devices not in ("default", "unconfined"):
+            raise ValidationError(f"unknown devices policy '{self.devices}'",
+                                  hint="Use default or unconfined.")
         if self.systempaths not in ("default", "unconfined"):
             raise ValidationError(f"unknown systempaths '{self.systempaths}'",
                                   hint="Use default or unconfined.")

@@ -6,7 +6,7 @@ probe and prints ALLOWED or DENIED.  It runs:
 - in a default (unprivileged) container and in a --privileged one: every
   probe must be DENIED (but the container may set its own hostname);
 - in a deliberately weakened container (--privileged --seccomp unconfined
-  --cap-add all --systempaths unconfined) and on the host itself (in a
+  --cap-add all --systempaths unconfined --devices unconfined) and on the host itself (in a
   private mount namespace): the probes must say ALLOWED there wherever the
   host has the permission at all, so no check passes vacuously.  Probes of
   namespaces (host processes, host devices, the host's cgroup root, Corral's
@@ -33,7 +33,7 @@ NAMESPACE_PROBES = {"raw-disk", "mount-host-disk", "cgroup-release-agent", "host
                     "state-root", "runtime-sockets"}
 ALWAYS_ALLOWED = {"set-own-hostname"}  # its own UTS namespace: expected, not a leak
 WEAKENED = ("--privileged", "--seccomp", "unconfined", "--cap-add", "all",
-            "--systempaths", "unconfined")
+            "--systempaths", "unconfined", "--devices", "unconfined")
 
 
 @pytest.fixture(scope="module")

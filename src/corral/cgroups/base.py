@@ -61,7 +61,7 @@ class CgroupManager:
         self.root = root  # normally /sys/fs/cgroup; a fake tree in unit tests
         self.group = group  # "<top>/<name>"
 
-    def create(self) -> None:
+    def create(self, *, restrict_devices: bool = True) -> None:
         """Create outer and inner cgroups in every hierarchy; idempotent."""
         raise NotImplementedError
 

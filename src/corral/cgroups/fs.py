@@ -141,10 +141,10 @@ class _FsManager(CgroupManager):
 
     # -- life cycle ------------------------------------------------------------------
 
-    def create(self) -> None:
+    def create(self, *, restrict_devices: bool = True) -> None:
         for attempt in range(3):
             try:
-                self._create()
+                self._create(restrict_devices)
                 return
             except FileNotFoundError:
                 # The shared top directory went away under us: the last container
@@ -152,7 +152,7 @@ class _FsManager(CgroupManager):
                 if attempt == 2:
                     raise
 
-    def _create(self) -> None:
+    def _create(self, restrict_devices: bool = True) -> None:
         top = self.group.split("/")[0]
         for h in self.hierarchies:
             for rel in (top, self.group, f"{self.group}/{INNER}"):
@@ -165,7 +165,7 @@ class _FsManager(CgroupManager):
                     _inherit_cpuset(path)
                 if h.v2 and rel != f"{self.group}/{INNER}":
                     _enable_controllers(path)
-                if rel == self.group:
+                if rel == self.group and restrict_devices:
                     _restrict_devices(h, path)
 
     def remove_top(self) -> None:

@@ -82,6 +82,8 @@ def _security(args: Any) -> dict[str, Any]:
         out["cap_add"] = [c.lower().removeprefix("cap_") for c in args.cap_add]
     if args.systempaths:
         out["systempaths"] = args.systempaths
+    if args.devices:
+        out["devices"] = args.devices
     return out
 
 

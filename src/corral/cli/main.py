@@ -260,6 +260,8 @@ def _source_args(p: Any) -> None:
                    help="a capability beyond the profile (e.g. sys_time), or all")
     s.add_argument("--systempaths", choices=("default", "unconfined"),
                    help="unconfined: /proc not masked, /sys writable")
+    s.add_argument("--devices", choices=("default", "unconfined"),
+                   help="unconfined: no device allow-list (the capabilities still apply)")
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
@@ -294,12 +296,14 @@ _FAST = {
             "-e": ("env", True, True), "--env": ("env", True, True),
             "--net": ("net", True, False), "--privileged": ("privileged", False, False),
             "--seccomp": ("seccomp", True, False), "--cap-add": ("cap_add", True, True),
-            "--systempaths": ("systempaths", True, False)},
+            "--systempaths": ("systempaths", True, False),
+            "--devices": ("devices", True, False)},
 }
 _FAST_DEFAULTS = {
     "exec": {"tty": False, "user": None, "env": [], "cwd": None},
     "run": {"rm": False, "privileged": False, "seccomp": None, "cap_add": None,
-            "systempaths": None, "name": None, "hostname": None, "template": None,
+            "systempaths": None, "devices": None, "name": None, "hostname": None,
+            "template": None,
             "rootfs": None,
             "env": [], "net": None, "ip": None, "network": None, "publish": None,
             "isolated": False, "nameserver": None, "searchdomain": None, "net_rate": None},

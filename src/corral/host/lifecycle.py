@@ -254,7 +254,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         # Runs in the intermediate process (see spawn.spawn): creating ~20
         # cgroups costs the kernel milliseconds the caller spends on its records.
         try:
-            cg.create()
+            cg.create(restrict_devices=cfg.devices == "default")
         except OSError as exc:
             raise from_oserror(f"cannot create the cgroups of '{cfg.name}'", exc) from exc
         if limits:
@@ -594,6 +594,7 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "seccomp": cfg.seccomp,
         "cap_add": cfg.cap_add,
         "systempaths": cfg.systempaths,
+        "devices": cfg.devices,
         "idmap": None if cfg.idmap is None else
         f"0-{cfg.idmap['size'] - 1} -> {cfg.idmap['base']}-"
         f"{cfg.idmap['base'] + cfg.idmap['size'] - 1}",

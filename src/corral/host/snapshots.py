@@ -108,11 +108,9 @@ def _image_cut(host: Host, cfg: ContainerConfig, target: str) -> None:
 
 
 def _syncfs(fd: int) -> None:
-    import ctypes
+    from corral.linux import fs
 
-    from corral.linux._libc import call, libc
-
-    call("syncfs", libc.syncfs, ctypes.c_int(fd))
+    fs.syncfs(fd)
 
 
 def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:

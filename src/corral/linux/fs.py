@@ -17,3 +17,8 @@ def statfs_type(path: str) -> int:
     buf = _Statfs()
     call("statfs", libc.statfs, path.encode(), ctypes.byref(buf), path=path)
     return buf.f_type & 0xFFFFFFFF
+
+
+def syncfs(fd: int) -> None:
+    """Write the dirty data of the filesystem holding ``fd`` (syncfs(2))."""
+    call("syncfs", libc.syncfs, ctypes.c_int(fd))

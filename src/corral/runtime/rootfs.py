@@ -49,6 +49,7 @@ def stage_idmapped(spec: RootfsSpec, userns_fd: int) -> RootfsSpec:
     mounted by the container's root (see ``mount_root``), so what the
     container writes lands on disk with its own ids, unshifted.
     """
+    os.makedirs(STAGE, 0o755, exist_ok=True)
     m.mount("tmpfs", STAGE, "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=64k")
 
     def attach(path: str, name: str) -> str:
@@ -64,10 +65,7 @@ def stage_idmapped(spec: RootfsSpec, userns_fd: int) -> RootfsSpec:
     if spec.bind is not None:
         return RootfsSpec(mountpoint=attach(spec.bind, "root"), premounted=True)
     if spec.disk is not None and spec.disk_mount is not None:
-        m.mount(spec.disk, spec.disk_mount, "ext4", m.MS_NOSUID | m.MS_NODEV)
-        for d in ("upper", "work"):
-            _mkdir(f"{spec.disk_mount}/{d}")
-        own = spec.disk_mount
+        own = spec.disk_mount  # mounted already (spawn._private_mounts)
     else:
         assert spec.upper is not None
         own = os.path.dirname(spec.upper)  # upper/ and work/ share the container's directory
@@ -97,11 +95,9 @@ def mount_root(spec: RootfsSpec) -> str:
     else:
         upper, work = spec.upper, spec.work
         if spec.disk is not None and spec.disk_mount is not None:
-            # The container's own layer lives on its quota'd filesystem.
-            m.mount(spec.disk, spec.disk_mount, "ext4", m.MS_NOSUID | m.MS_NODEV)
+            # The container's own layer lives on its quota'd filesystem,
+            # mounted before the device cgroup was joined (spawn._private_mounts).
             upper, work = f"{spec.disk_mount}/upper", f"{spec.disk_mount}/work"
-            for d in (upper, work):
-                _mkdir(d)
         opts = f"lowerdir={':'.join(spec.lower)},upperdir={upper},workdir={work},userxattr"
         if len(opts) < 3800:
             m.mount("overlay", target, "overlay", 0, opts)

@@ -185,6 +185,8 @@ def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
     except BaseException as exc:
         _fail(report_w, "", exc)
     try:
+        if spec.userns or spec.rootfs.disk is not None:
+            _private_mounts(spec)
         # #1: join the cgroups first, so the cgroup namespace's root is the
         # container's own cgroup and every later process is accounted.
         for path in spec.cgroup_procs:
@@ -202,6 +204,24 @@ def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
         send(report_w, ("pid", init_pid))  # #3
     finally:
         os._exit(0)
+
+
+def _private_mounts(spec: InitSpec) -> None:
+    """A private mount namespace of the host's, for what must be mounted as host root.
+
+    The disk-quota image is mounted here, before the container's cgroups are
+    joined: their device allow-list (rightly) has no block devices.  The
+    container's own mount namespace, unshared later, is a copy of this one.
+    """
+    from corral.linux import mount as m
+
+    ns.unshare(ns.CLONE_NEWNS)
+    m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+    disk, point = spec.rootfs.disk, spec.rootfs.disk_mount
+    if disk is not None and point is not None:
+        m.mount(disk, point, "ext4", m.MS_NOSUID | m.MS_NODEV)
+        for d in ("upper", "work"):
+            os.makedirs(f"{point}/{d}", 0o755, exist_ok=True)
 
 
 def _enter_userns(spec: InitSpec) -> RootfsSpec:
@@ -225,9 +245,6 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
                      "cgroup.clone_children", "notify_on_release"):
             if os.path.exists(f"{cg}/{name}"):
                 os.chown(f"{cg}/{name}", uid_base, gid_base)
-    os.makedirs(rootfs.STAGE, 0o755, exist_ok=True)
-    ns.unshare(ns.CLONE_NEWNS)
-    m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
     userns_fd = ns.make_userns(uid_base, gid_base, size)
     try:
         staged = rootfs.stage_idmapped(spec.rootfs, userns_fd)
