@@ -61,6 +61,41 @@ def _console_says(root: Path, name: str, send: bytes, expect: bytes) -> bytes:
     return seen
 
 
+def _attach_and_detach(root: Path, name: str) -> bytes:
+    """`corral console` on a real terminal: see the prompt, detach with Ctrl-a q."""
+    import pty
+    import select
+
+    from conftest import CORRAL
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(CORRAL, [CORRAL, "--root", str(root), "console", name])
+    seen = b""
+    deadline = time.monotonic() + 15
+    sent_detach = False
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    break
+            if b"attached" in seen and b"login:" not in seen:
+                os.write(fd, b"\r")
+            if b"login:" in seen and not sent_detach:
+                os.write(fd, b"\x01q")
+                sent_detach = True
+            if b"[detached]" in seen:
+                break
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"[detached]" in seen and os.WEXITSTATUS(status) == 0, seen[-300:]
+    return seen
+
+
 @pytest.fixture
 def debian(state_root: Path) -> Corral:
     c = Corral(state_root)
@@ -98,8 +133,10 @@ def test_debian_boots_systemd_unprivileged_and_serves(debian: Corral, state_root
     journal = c("exec", "web", "--", "journalctl", "-b", "--no-pager", "-t", "corraltest")
     assert "hello-journal" in journal
 
-    # the console: a getty's login prompt, attachable after `start` has exited
+    # the console: a getty's login prompt, attachable after `start` has exited, in turn
     assert b"web login:" in _console_says(state_root, "web", b"\r", b"login:")
+    assert b"login:" in _attach_and_detach(state_root, "web")
+    assert b"login:" in _attach_and_detach(state_root, "web")
 
     # ssh: openssh-server from the template's mirror, root's key set from the host
     c("exec", "web", "--", "sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
