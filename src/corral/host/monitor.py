@@ -118,6 +118,7 @@ def _monitor(host: Host, name: str, report_w: int) -> None:
                 if current.pid != state.pid:  # `corral stop` (or restart) took over
                     return
                 lifecycle._teardown(host, name, current)
+                _note(log, f"\r\n[corral: the init ended ({_describe(status)})]\r\n")
                 if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGHUP):
                     return  # poweroff, halt, or the init just ended
                 _note(log, "\r\n[corral: the container rebooted]\r\n")
@@ -154,6 +155,14 @@ def _drop_inherited_lock(host: Host, name: str) -> None:
                 os.close(int(fd))
         except OSError:
             continue
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return {signal.SIGHUP: "reboot", signal.SIGINT: "power off"}.get(
+            sig, f"killed by signal {sig}")
+    return f"exit status {os.WEXITSTATUS(status)}"
 
 
 def _note(log: int, text: str) -> None:
