@@ -30,7 +30,7 @@ HERE = Path(__file__).parent
 PROBE_SRC = HERE.parent / "isolation" / "probe.c"
 # Shown against the host: a container, even a weakened one, has its own namespaces.
 NAMESPACE_PROBES = {"raw-disk", "mount-host-disk", "cgroup-release-agent", "host-processes",
-                    "state-root", "runtime-sockets"}
+                    "state-root", "runtime-sockets", "host-abstract-socket", "host-loopback"}
 ALWAYS_ALLOWED = {"set-own-hostname"}  # its own UTS namespace: expected, not a leak
 WEAKENED = ("--privileged", "--seccomp", "unconfined", "--cap-add", "all",
             "--systempaths", "unconfined", "--devices", "unconfined")
@@ -55,15 +55,37 @@ def _parse(out: str) -> dict[str, tuple[bool, str]]:
     return result
 
 
-def _probe(corral: Corral, tree: Path, state_root: Path, *flags: str) -> dict[str, tuple[bool, str]]:
+class _HostListeners:
+    """An abstract unix socket and a loopback TCP port on the host, for the probes to try."""
+
+    def __enter__(self) -> tuple[str, str]:
+        import socket
+
+        self.abstract = f"corral-probe-{os.getpid()}"
+        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.unix.bind("\0" + self.abstract)
+        self.unix.listen(8)
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(8)
+        return self.abstract, str(self.tcp.getsockname()[1])
+
+    def __exit__(self, *_: object) -> None:
+        self.unix.close()
+        self.tcp.close()
+
+
+def _probe(corral: Corral, tree: Path, state_root: Path, listeners: tuple[str, str],
+           *flags: str) -> dict[str, tuple[bool, str]]:
     out = corral("run", "--rm", *flags, "--net", "none", "--rootfs", str(tree), "--",
-                 "/probe", str(os.getpid()), str(state_root))
+                 "/probe", str(os.getpid()), str(state_root), *listeners)
     return _parse(out)
 
 
-def _host_baseline(tree: Path, state_root: Path) -> dict[str, tuple[bool, str]]:
+def _host_baseline(tree: Path, state_root: Path,
+                   listeners: tuple[str, str]) -> dict[str, tuple[bool, str]]:
     out = subprocess.run(["unshare", "-m", "--propagation", "private", str(tree / "probe"),
-                          str(os.getpid()), str(state_root)],
+                          str(os.getpid()), str(state_root), *listeners],
                          check=True, capture_output=True, text=True).stdout
     return _parse(out)
 
@@ -74,10 +96,15 @@ def test_probes_denied_inside_and_not_vacuous(corral: Corral, state_root: Path,
     import time as _time
 
     host_name, host_clock = socket.gethostname(), _time.time()
-    host = _host_baseline(probe_tree, state_root)
-    weakened = _probe(corral, probe_tree, state_root, *WEAKENED)
-    default = _probe(corral, probe_tree, state_root)
-    privileged = _probe(corral, probe_tree, state_root, "--privileged")
+    with _HostListeners() as listeners:
+        host = _host_baseline(probe_tree, state_root, listeners)
+        weakened = _probe(corral, probe_tree, state_root, listeners, *WEAKENED)
+        default = _probe(corral, probe_tree, state_root, listeners)
+        privileged = _probe(corral, probe_tree, state_root, listeners, "--privileged")
+        # the default network too: the container's own loopback is not the host's
+        bridged = _parse(corral("run", "--rm", "--rootfs", str(probe_tree), "--", "/probe",
+                                str(os.getpid()), str(state_root), *listeners))
+    assert not bridged["host-loopback"][0] and not bridged["host-abstract-socket"][0]
     assert set(default) == set(host) == set(weakened) == set(privileged) and len(host) >= 20
 
     leaks = {name: detail for name, (allowed, detail) in default.items()
@@ -108,6 +135,22 @@ def test_probes_denied_inside_and_not_vacuous(corral: Corral, state_root: Path,
     # what the containers did to their own hostname and clock stayed theirs
     assert socket.gethostname() == host_name
     assert abs(_time.time() - host_clock) < 120
+
+
+def test_fork_and_memory_probes_stop_at_the_limits(corral: Corral) -> None:
+    """Bounded probes: stopped by the limits, and reaching their bound without them."""
+    fork_probe = ("n=0; while [ $n -lt 150 ]; do sleep 30 & n=$((n+1)); done 2>/dev/null; "
+                  "echo started $n; kill $(jobs -p) 2>/dev/null; true")
+    memory_probe = "dd if=/dev/zero of=/dev/null bs=96M count=1 2>&1 && echo allocated"
+    limited = ("--pids", "40", "--memory", "48M", "--swap", "0")
+    for flags, expect_stopped in ((limited, True), ((), False)):
+        out = corral.run("run", "--rm", *flags, "--net", "none", "--template", "tiny", "--",
+                         "sh", "-c", fork_probe, check=False).stdout
+        started = int(out.split()[-1]) if out.split()[:1] == ["started"] else 0
+        assert (started < 40) == expect_stopped, (flags, out)
+        p = corral.run("run", "--rm", *flags, "--net", "none", "--template", "tiny", "--",
+                       "sh", "-c", memory_probe, check=False)
+        assert ("allocated" in p.stdout) != expect_stopped, (flags, p.stdout, p.stderr)
 
 
 def test_unprivileged_root_is_not_host_root(corral: Corral, state_root: Path) -> None:

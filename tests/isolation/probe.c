@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,10 @@
 #include <linux/bpf.h>
 #include <linux/perf_event.h>
 #include <linux/keyctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 static void report(const char *name, int allowed, const char *detail) {
     printf("%s %s %s\n", name, allowed ? "ALLOWED" : "DENIED", detail);
@@ -230,6 +235,36 @@ static void probe_host_pids(const char *host_pid) {
     report("host-processes", fd >= 0 && strstr(comm, "python") != NULL, buf);
 }
 
+static void probe_abstract_socket(const char *abstract) {
+    /* an abstract unix socket the host listens on: reachable only in its network namespace */
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    size_t len = strlen(abstract);
+    if (len > sizeof sa.sun_path - 2) len = sizeof sa.sun_path - 2;
+    memcpy(sa.sun_path + 1, abstract, len);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ok = connect(fd, (struct sockaddr *)&sa, offsetof(struct sockaddr_un, sun_path) + 1 + len) == 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "@%s: %s", abstract, ok ? "connected" : strerror(errno));
+    close(fd);
+    report("host-abstract-socket", ok, buf);
+}
+
+static void probe_host_loopback(const char *port) {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "127.0.0.1:%s: %s", port, ok ? "connected" : strerror(errno));
+    close(fd);
+    report("host-loopback", ok, buf);
+}
+
 static void probe_path(const char *name, const char *path) {
     struct stat st;
     report(name, stat(path, &st) == 0, path);
@@ -238,6 +273,8 @@ static void probe_path(const char *name, const char *path) {
 int main(int argc, char **argv) {
     const char *host_pid = argc > 1 ? argv[1] : "1";
     const char *state_root = argc > 2 ? argv[2] : "/var/lib/corral";
+    const char *abstract = argc > 3 ? argv[3] : "corral-probe";
+    const char *port = argc > 4 ? argv[4] : "1";
     probe_modules();
     probe_kexec();
     probe_bpf();
@@ -259,6 +296,8 @@ int main(int argc, char **argv) {
     probe_host_pids(host_pid);
     probe_path("state-root", state_root);
     probe_path("runtime-sockets", "/run/corral/console");
+    probe_abstract_socket(abstract);
+    probe_host_loopback(port);
     fflush(stdout);
     return 0;
 }
