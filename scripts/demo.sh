@@ -19,6 +19,7 @@ step $corral exec "$name" -- hostname
 step $corral exec "$name" -- ps -o pid,user,args          # PID 1 is its own init
 step $corral exec "$name" -- cat /proc/1/cmdline
 echo
+step $corral exec "$name" -- cat /proc/self/uid_map          # root inside, an unprivileged id outside
 step $corral exec "$name" -- ip -o link                     # its own network namespace
 step $corral exec "$name" -- sh -c 'mount | head -n 8'      # its own mounts, overlay root
 step $corral exec "$name" -- sh -c 'echo hello > /root/mine; ls -l /root/mine'
