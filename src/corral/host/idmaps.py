@@ -11,13 +11,15 @@ already hand out.
 
 from __future__ import annotations
 
-import json
 import os
 
 from corral import store
 from corral.errors import ConflictError
 
-REGISTRY = "/var/lib/corral/idmaps.json"
+# One "<base> <state root>:<container>" line per lease: plain text, because
+# `corral run` reads and writes it on its start path, where importing json
+# alone costs milliseconds.
+REGISTRY = "/var/lib/corral/idmaps"
 FIRST = 1_000_000_000
 SIZE = 65536
 LAST = 2**31 - 1  # some tools still take ids as signed 32-bit numbers
@@ -39,10 +41,21 @@ def _taken_by_subid() -> list[tuple[int, int]]:
 
 def _load() -> dict[str, int]:
     try:
-        with open(REGISTRY, "rb") as f:
-            return {str(k): int(v) for k, v in json.load(f).items()}
+        with open(REGISTRY) as f:
+            lines = f.read().splitlines()
     except FileNotFoundError:
         return {}
+    out = {}
+    for line in lines:
+        base, _, key = line.partition(" ")
+        if base.isdigit() and key:
+            out[key] = int(base)
+    return out
+
+
+def _save(leases: dict[str, int], durable: bool) -> None:
+    text = "".join(f"{base} {key}\n" for key, base in sorted(leases.items(), key=lambda i: i[1]))
+    store.write_atomic(REGISTRY, text.encode(), 0o600, durable=durable)
 
 
 def allocate(root: str, name: str, *, durable: bool = True) -> int:
@@ -63,8 +76,7 @@ def allocate(root: str, name: str, *, durable: bool = True) -> int:
         while base + SIZE - 1 <= LAST:
             if base not in used and not any(lo < base + SIZE and base < hi for lo, hi in foreign):
                 leases[key] = base
-                store.write_atomic(REGISTRY, json.dumps(leases, indent=1).encode(), 0o600,
-                                   durable=durable)
+                _save(leases, durable)
                 return base
             base += SIZE
     raise ConflictError("no free range of host ids is left for another unprivileged container",
@@ -80,8 +92,7 @@ def release(root: str, name: str) -> None:
         if leases.pop(key, None) is not None:
             # Not synced: a release lost to a power cut only keeps a range
             # leased until the next destroy of that name or doctor.
-            store.write_atomic(REGISTRY, json.dumps(leases, indent=1).encode(), 0o600,
-                               durable=False)
+            _save(leases, False)
 
 
 def leased(root: str) -> dict[str, int]:

@@ -145,7 +145,8 @@ def destroy(host: Host, name: str, *, force: bool = False, gc: bool = True) -> N
         snapshots.gc_layers(host)
 
 
-def _remove(host: Host, name: str, state: RuntimeState, lock: Any) -> None:
+def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
+            cfg: ContainerConfig | None = None) -> None:
     """Everything of a stopped container, gone; its lock is held by the caller."""
     _teardown(host, name, state)
     host.cgroup(name).remove_top()
@@ -153,7 +154,7 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any) -> None:
         from corral import network
 
         network.release(host.net, name)
-    if not host.load_config(name).privileged:
+    if (cfg or host.load_config(name)).idmap:
         from corral.host import idmaps
 
         idmaps.release(host.root, name)
@@ -514,7 +515,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     code = _wait_foreground(state.pid)
     if remove:
         with host.lock(cfg.name) as lock:
-            _remove(host, cfg.name, state, lock)
+            _remove(host, cfg.name, state, lock, cfg)
     else:
         with host.lock(cfg.name):
             _teardown(host, cfg.name, state)

@@ -12,7 +12,6 @@ host already runs lxcfs (its systemd unit), that instance is used.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 OWN_MOUNT = "/run/corral/lxcfs"
@@ -35,6 +34,8 @@ def mounted() -> str | None:
 
 
 def available() -> bool:
+    import shutil  # only when lxcfs is not running yet: ~6 ms of imports
+
     return shutil.which("lxcfs") is not None
 
 
