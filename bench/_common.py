@@ -44,3 +44,69 @@ def remove_root(root: Path) -> None:
                 if d.is_dir():
                     d.rmdir()
             top.rmdir()
+
+
+# -- host facts the side-by-side benchmarks read ------------------------------------------
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def payload(marker: str) -> tuple[int, int, int]:
+    """(RSS, PSS, count) of every process whose /proc/PID/cgroup mentions ``marker``."""
+    import os
+
+    rss = pss = n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if marker not in f.read():
+                    continue
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+            n += 1
+        except (OSError, ValueError):
+            continue
+    return rss, pss, n
+
+
+def proc_start(pid: int) -> int | None:
+    """Start time of a live (not zombie) process, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def cgroup_hierarchies() -> list[Path]:
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return [CGROUP_ROOT]  # pure v2
+    return [p for p in CGROUP_ROOT.iterdir() if p.is_dir() and not p.is_symlink()]
+
+
+def rmdir_tree(path: Path) -> bool:
+    """Remove an empty cgroup tree bottom-up (rmdir only: a cgroup that still has
+    processes stays).  True when it is gone."""
+    import time
+
+    if not path.is_dir():
+        return True
+    for child in path.iterdir():
+        if child.is_dir():
+            rmdir_tree(child)
+    for _ in range(20):
+        try:
+            path.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False

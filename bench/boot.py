@@ -81,10 +81,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import CGROUP_ROOT, cgroup_hierarchies, payload, proc_start, rmdir_tree
+
 CORRAL = str(Path(sys.executable).parent / "corral")
 TEMPLATE = "debian-12"
 TAG = f"{os.getpid() & 0xFFFF:04x}"  # names this run's containers and cgroups
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 NSPAWN_RUN = Path("/run/systemd/nspawn")
 MB = 2**20
 BOOT_TIMEOUT = 120.0
@@ -162,28 +164,6 @@ def failed_units(argv: list[str]) -> list[str]:
 
 # ---- memory and cgroups ---------------------------------------------------------------
 
-def payload(marker: str) -> tuple[int, int, int]:
-    """(RSS, PSS, count) of every process with ``marker`` in its /proc/PID/cgroup."""
-    rss = pss = n = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                if marker not in f.read():
-                    continue
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Rss:"):
-                        rss += int(line.split()[1]) * 1024
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-            n += 1
-        except (OSError, ValueError):
-            continue
-    return rss, pss, n
-
-
 def memcg(rel: str) -> tuple[int | None, int | None]:
     """(usage_in_bytes, total_rss) of a v1 memory cgroup, None where it is not there."""
     d = CGROUP_ROOT / "memory" / rel
@@ -200,40 +180,6 @@ def memcg(rel: str) -> tuple[int | None, int | None]:
     except (OSError, ValueError):
         pass
     return usage, anon
-
-
-def cgroup_hierarchies() -> list[Path]:
-    if (CGROUP_ROOT / "cgroup.controllers").exists():
-        return [CGROUP_ROOT]  # pure v2
-    return [p for p in CGROUP_ROOT.iterdir() if p.is_dir() and not p.is_symlink()]
-
-
-def rmdir_tree(path: Path) -> bool:
-    """Remove an empty cgroup tree bottom-up (rmdir only).  True when it is gone."""
-    if not path.is_dir():
-        return True
-    for child in path.iterdir():
-        if child.is_dir():
-            rmdir_tree(child)
-    for _ in range(20):
-        try:
-            path.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def proc_start(pid: int) -> int | None:
-    """Start time of a live (not zombie) process, None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def copy_rootfs(src: Path, dst: Path) -> None:

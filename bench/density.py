@@ -72,13 +72,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import CGROUP_ROOT, cgroup_hierarchies, payload, proc_start, rmdir_tree
+
 CORRAL = str(Path(sys.executable).parent / "corral")
 BRIDGE = "lxcbench0"
 BRIDGE_ADDR = "10.198.0.1/16"
 TAG = f"{os.getpid() & 0xFFFF:04x}"  # names this run's containers, cgroups and links
 PAR_START, PAR_STOP, PAR_DESTROY = 8, 16, 8
 STOP_TIMEOUT = 5.0
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 MB = 2**20
 
 
@@ -174,63 +176,6 @@ def settled_meminfo(limit: float = 20.0) -> dict[str, int]:
             return cur
         prev = cur
     return prev
-
-
-def payload(marker: str) -> tuple[int, int, int]:
-    """(RSS, PSS, count) of every process whose cgroup path contains ``marker``."""
-    rss = pss = n = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                if marker not in f.read():
-                    continue
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Rss:"):
-                        rss += int(line.split()[1]) * 1024
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-            n += 1
-        except OSError:
-            continue
-    return rss, pss, n
-
-
-def proc_start(pid: int) -> int | None:
-    """Start time of a live (not zombie) process, None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
-def cgroup_hierarchies() -> list[Path]:
-    if (CGROUP_ROOT / "cgroup.controllers").exists():
-        return [CGROUP_ROOT]  # pure v2
-    return [p for p in CGROUP_ROOT.iterdir() if p.is_dir() and not p.is_symlink()]
-
-
-def rmdir_tree(path: Path) -> bool:
-    """Remove an empty cgroup tree bottom-up (rmdir only: a cgroup that still
-    has processes stays).  True when it is gone."""
-    if not path.is_dir():
-        return True
-    for child in path.iterdir():
-        if child.is_dir():
-            rmdir_tree(child)
-    for _ in range(20):
-        try:
-            path.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def link_exists(name: str) -> bool:
