@@ -45,6 +45,22 @@ def ensure(timeout: float = 3.0) -> str | None:
     if point or not available():
         return point
     os.makedirs(OWN_MOUNT, mode=0o755, exist_ok=True)
+    # Containers starting at once must start one lxcfs, not one each (the
+    # losers would exit at once, but their PID would be in the PID file).
+    import fcntl
+
+    lock = os.open(f"{OWN_MOUNT}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        point = mounted()
+        if point:
+            return point
+        return _start(timeout)
+    finally:
+        os.close(lock)
+
+
+def _start(timeout: float) -> str | None:
     pid = os.fork()
     if pid == 0:  # detach completely: own session, no inherited fds, host's cgroup
         try:
