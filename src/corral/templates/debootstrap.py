@@ -130,7 +130,7 @@ def _bootstrap(cached: str, distro: str, suite: str, mirror: str,
                 f"--include={','.join(INCLUDE)}", suite, f"{tmp}/rootfs", mirror, script]
         if distro == "ubuntu":
             argv.insert(1, "--components=main,universe")
-        _debootstrap(argv, progress)
+        _debootstrap(argv, mirror, progress)
         _prepare_for_containers(f"{tmp}/rootfs", distro, suite, mirror)
         os.rename(tmp, cached)
     except BaseException:
@@ -179,7 +179,7 @@ def _ubuntu_keyring(mirror: str) -> str:
 _STEP = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) (\S+)")
 
 
-def _debootstrap(argv: list[str], progress: Progress | None) -> None:
+def _debootstrap(argv: list[str], mirror: str, progress: Progress | None) -> None:
     """Run debootstrap, turning its ``I:`` lines into progress (packages per phase)."""
     tail: list[str] = []
     counts: dict[str, int] = {}
@@ -195,8 +195,7 @@ def _debootstrap(argv: list[str], progress: Progress | None) -> None:
             progress(f"debootstrap: {phase} packages", counts[phase], None)
     if proc.wait() != 0:
         log = "\n".join(tail)
-        where = argv[-1]
-        raise CommandError(f"debootstrap from {where} failed (exit {proc.returncode})",
+        raise CommandError(f"debootstrap from {mirror} failed (exit {proc.returncode})",
                            hint=f"Is the mirror reachable? Its last lines:\n{log}")
 
 
