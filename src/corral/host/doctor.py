@@ -3,7 +3,9 @@
 Leftovers it knows: half-built containers and templates (hidden temporary
 directories whose creator is gone), state files of containers whose init is
 dead, cgroups of stopped or unknown containers, lock files of containers that
-no longer exist, and mounts under the state root in the host's namespace
+no longer exist, scratch directories of crashed backups and restores, layers
+nothing refers to, id ranges leased to no container, console sockets of dead
+monitors, and mounts under the state root in the host's namespace
 (Corral makes none there; any found are from a crash of an older version or
 a manual mount).
 """
@@ -108,6 +110,41 @@ def run(host: Host, *, fix: bool) -> list[str]:
         for what, undo in network.doctor(host.net, names, running, fix):
             report(what, undo)
 
+    # Scratch directories of backups and restores whose process is gone.
+    try:
+        entries = os.listdir(host.root)
+    except FileNotFoundError:
+        entries = []
+    for entry in entries:
+        if entry.startswith((".backup-", ".restore-")) and not _owner_alive(entry):
+            report(f"scratch directory {host.root}/{entry} of a crashed backup or restore",
+                   shutil.rmtree, f"{host.root}/{entry}")
+
+    # Layers no container or snapshot refers to (a crash between a cut and its record).
+    if os.path.isdir(host.paths.layers):
+        from corral.host import snapshots
+
+        used = snapshots.referenced_layers(host)
+        orphans = [i for i in os.listdir(host.paths.layers) if i not in used]
+        if orphans:
+            report(f"{len(orphans)} layer(s) no container or snapshot uses",
+                   snapshots.gc_layers, host)
+
+    # Id ranges leased to containers of this root that no longer exist.
+    from corral.host import idmaps
+
+    for name in sorted(set(idmaps.leased(host.root)) - names):
+        if not store.is_locked(host.paths.lock_file(name)):
+            report(f"id range leased to no container ('{name}')", idmaps.release, host.root, name)
+
+    # Console sockets whose monitor is gone (killed, or the host crashed).
+    from corral.host import monitor
+
+    for name in sorted(names):
+        path = monitor.socket_path(host, name)
+        if os.path.exists(path) and not _listening(path):
+            report(f"console socket {path} of no monitor", os.unlink, path)
+
     prefix = host.root.rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         points = [_unescape_mount(line.split()[4]) for line in f]
@@ -117,6 +154,17 @@ def run(host: Host, *, fix: bool) -> list[str]:
 
             report(f"mount {point}", mount.umount2, point, mount.MNT_DETACH)
     return found
+
+
+def _listening(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def _cleanup_stopped(host: Host, name: str) -> None:
