@@ -160,11 +160,12 @@ def test_unprivileged_root_is_not_host_root(corral: Corral, state_root: Path) ->
         uids = next(ln for ln in f if ln.startswith("Uid:")).split()[1:]
     base = int(corral.info("u")["idmap"].split()[2].split("-")[0])  # type: ignore[index]
     assert [int(u) for u in uids] == [base] * 4 and base >= 1_000_000_000
-    # the container's own writes land with its own ids, seen unshifted on disk (no chown
-    # of the shared template: its files stay host root's)
+    # the container's own writes land with its own host ids; the shared template is
+    # seen through an idmapped mount, never chowned: its files stay host root's
     corral("exec", "u", "--", "sh", "-c", "echo x > /root/f && chown 33:33 /root/f")
-    assert os.stat(state_root / "containers" / "u" / "upper" / "root" / "f").st_uid == 33
+    assert os.stat(state_root / "containers" / "u" / "upper" / "root" / "f").st_uid == base + 33
     assert os.stat(state_root / "templates" / "tiny" / "rootfs" / "bin" / "busybox").st_uid == 0
+    assert corral("exec", "u", "--", "stat", "-c", "%u", "/bin/busybox").strip() == "0"
     # two containers, two ranges
     corral("create", "v", "--template", "tiny", "--net", "none")
     assert corral.info("v")["idmap"] != corral.info("u")["idmap"]

@@ -127,6 +127,10 @@ def test_clone_shares_layers_and_gets_its_own_identity(corral: Corral, state_roo
     assert corral("exec", "src", "--", "sh", "-c", mac) != corral("exec", "dst", "--", "sh", "-c", mac)
     # the layers are shared, not copied
     assert set(_config(state_root, "src")["layers"]) == set(_config(state_root, "dst")["layers"])
+    # the clone has its own id range; the shared layer (written with the source's host
+    # ids) is seen through an idmapped mount with the same owners inside
+    assert corral.info("src")["idmap"] != corral.info("dst")["idmap"]
+    assert corral("exec", "dst", "--", "stat", "-c", "%u:%g", "/srv/f").strip() == "0:0"
     # changes stay private to each
     corral("exec", "dst", "--", "sh", "-c", "echo theirs > /srv/f")
     assert corral("exec", "src", "--", "cat", "/srv/f") == "mine\n"
@@ -198,6 +202,10 @@ def test_backup_round_trip_and_damage_detected(corral: Corral, state_root: Path,
     assert fingerprint(state_root, "copy") == fingerprint(state_root, "b")
     corral("start", "copy")
     assert corral("exec", "copy", "--", "cat", "/srv/data/a") == "alpha\n"
+    # another id range: the restored files keep their owners inside and stay writable
+    assert corral.info("copy")["idmap"] != corral.info("b")["idmap"]
+    assert corral("exec", "copy", "--", "stat", "-c", "%u:%g", "/srv/data/a").strip() == "7:8"
+    corral("exec", "copy", "--", "sh", "-c", "echo more >> /srv/data/a && touch /srv/new2")
     assert corral.info("copy")["ip"] != corral.info("b")["ip"]
 
     layers_before = sorted(os.listdir(state_root / "layers"))

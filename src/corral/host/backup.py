@@ -161,6 +161,8 @@ def backup(host: Host, name: str, output: str, *, progress: Any = None) -> dict[
                 "template": {"name": cfg.template, "version": cfg.template_version or 1,
                              "os": meta.get("os"), "os_version": meta.get("version")},
                 "layers": layer_ids, "upper": upper is not None, "disk": image is not None,
+                # whose host ids the upper's and the image's files carry
+                "owner": cfg.idmap["base"] if cfg.idmap else 0,
                 "snapshots": [s["name"] for s in snaps],
                 "snapshot_images": [s["name"] for s in snaps if s.get("disk_image")],
                 "files": {},
@@ -288,18 +290,30 @@ def restore(host: Host, archive: str, name: str | None = None, *,
         with Reverter() as undo:
             ids: dict[str, str] = {}
             with snapshots.layers_lock(host):
+                from corral.storage import layers as layer_store
+
+                owner = int(index.get("owner", 0))
+                if index.get("upper"):
+                    # The backup's upper carries the old container's ids: it becomes
+                    # a layer (seen through an idmapped mount), and the restored
+                    # container gets a fresh upper of its own ids.
+                    index["layers"] = [*index["layers"], "upper"]
                 for old_id in index["layers"]:
-                    new_id = f"{int(time.time()):x}-{os.urandom(6).hex()}"
+                    new_id = layer_store.new_layer_id(
+                        owner if old_id == "upper" else layer_store.owner_of(old_id))
                     target = host.paths.layer(new_id)
                     os.mkdir(target, 0o755)
                     undo.add(store.remove_tree, target)
                     os.mkdir(f"{target}/upper", 0o755)
                     if progress:
                         progress(f"unpacking layer {old_id}", 0, None)
-                    _unpack(f"{scratch}/layers/{old_id}.tar.zst", f"{target}/upper")
+                    _unpack(f"{scratch}/upper.tar.zst" if old_id == "upper" else
+                            f"{scratch}/layers/{old_id}.tar.zst", f"{target}/upper")
                     ids[old_id] = new_id
-                data.update(name=name, layers=[ids[i] for i in data.get("layers", [])],
-                            ephemeral=False)
+                chain = [ids[i] for i in data.get("layers", [])]
+                if "upper" in ids:
+                    chain.insert(0, ids["upper"])
+                data.update(name=name, layers=chain, ephemeral=False, idmap=None)
                 if name != old_name:
                     data["hostname"] = None if data.get("hostname") == old_name \
                         else data.get("hostname")
@@ -312,13 +326,19 @@ def restore(host: Host, archive: str, name: str | None = None, *,
                 cfg = ContainerConfig.from_dict(data)
                 lifecycle.create(host, cfg)
                 undo.add(lambda: lifecycle.destroy(host, name, force=True, gc=False))
-                if index.get("upper"):
-                    _unpack(f"{scratch}/upper.tar.zst", host.paths.upper(name))
                 if index.get("disk"):  # replaces the empty image create made
                     _unpack(f"{scratch}/disk.tar.zst", host.paths.container_dir(name))
+                    from corral.storage import disk
+
+                    disk.shift_ids(host.paths.disk_image(name), owner,
+                                   cfg.idmap["base"] if cfg.idmap else 0)
                 os.makedirs(host.paths.snapshots(name), 0o700, exist_ok=True)
                 for snap in index.get("snapshot_images", []):
                     _unpack(f"{scratch}/snapshots/{snap}.img.tar.zst", host.paths.snapshots(name))
+                    from corral.storage import disk
+
+                    disk.shift_ids(f"{host.paths.snapshots(name)}/{snap}.img", owner,
+                                   cfg.idmap["base"] if cfg.idmap else 0)
                 for snap in index["snapshots"]:
                     rec = store.read_toml(f"{scratch}/snapshots/{snap}.toml")
                     rec.update(container=name, layers=[ids[i] for i in rec["layers"]])
@@ -326,5 +346,5 @@ def restore(host: Host, archive: str, name: str | None = None, *,
             undo.success()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {"name": name, "layers": len(index["layers"]), "snapshots": len(index["snapshots"]),
+    return {"name": name, "layers": len(ids), "snapshots": len(index["snapshots"]),
             "seconds": round(time.monotonic() - started, 3)}

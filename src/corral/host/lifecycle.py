@@ -58,7 +58,7 @@ def _has_disk_quota(cfg: ContainerConfig) -> bool:
     return cfg.limits.get("disk", -1) not in (-1, None)
 
 
-def _make_dirs(host: Host, name: str, disk_size: int | None = None) -> None:
+def _make_dirs(host: Host, name: str, disk_size: int | None = None, owner: int = 0) -> None:
     """The container's directory, without its config (held under its lock).
 
     The config file, written atomically and last, is what makes a directory
@@ -76,6 +76,13 @@ def _make_dirs(host: Host, name: str, disk_size: int | None = None) -> None:
     layers.detect(host.paths.containers).make_container_dir(final)
     for sub in ("upper", "work", "rootfs", "disk"):
         os.mkdir(f"{final}/{sub}", 0o755)
+    if owner:
+        # An unprivileged container's root writes its upper as its own host
+        # ids; it reaches upper/ and work/ through this directory, which it
+        # may cross but not list.
+        for sub in ("upper", "work"):
+            os.chown(f"{final}/{sub}", owner, owner)
+        os.chmod(final, 0o711)
     if disk_size is not None:
         from corral.storage import disk
 
@@ -104,14 +111,15 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
     _prepare(host, cfg)
     with host.lock(cfg.name) as lock, _lock_removed_on_failure(host, cfg.name, lock):
         with Reverter() as undo:
-            _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None)
+            _lease_ids(host, cfg, undo)
+            _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None,
+                       owner=cfg.idmap["base"] if cfg.idmap else 0)
             undo.add(_rmtree, host.paths.container_dir(cfg.name))
             if cfg.network.get("mode", "none") not in ("none", "host"):
                 from corral import network
 
                 undo.add(network.release, host.net, cfg.name)
                 network.allocate(host.net, cfg.name, cfg.network)
-            _lease_ids(host, cfg, undo)
             host.save_config(cfg, durable=durable)
             undo.success()
     return cfg
@@ -181,9 +189,14 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
     if cfg.rootfs is not None:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
+        from corral.storage import layers
+
         lower = tuple(p.layer_tree(i) for i in cfg.layers)
-        lower += templates.stack(host, str(cfg.template), cfg.template_version)
-        rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), lower=lower,
+        owners = tuple(layers.owner_of(i) for i in cfg.layers)
+        stack = templates.stack(host, str(cfg.template), cfg.template_version)
+        lower += stack
+        owners += (0,) * len(stack)
+        rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), lower=lower, lower_owners=owners,
                             upper=p.upper(cfg.name), work=p.work(cfg.name),
                             disk=disk_loop, disk_mount=p.disk_mount(cfg.name) if disk_loop
                             else None)
@@ -485,13 +498,21 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     # The init is our grandchild; as a subreaper we can wait for it.
     ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
     with host.lock(cfg.name) as lock:
-        _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None)
+        if not cfg.privileged:
+            from corral.host import idmaps
+
+            cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name, durable=not remove),
+                         "size": idmaps.SIZE}
         try:
-            if not cfg.privileged:
+            _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None,
+                       owner=cfg.idmap["base"] if cfg.idmap else 0)
+        except BaseException:
+            if cfg.idmap:
                 from corral.host import idmaps
 
-                cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name, durable=not remove),
-                             "size": idmaps.SIZE}
+                idmaps.release(host.root, cfg.name)
+            raise
+        try:
             # An ephemeral container's records need not survive a power cut.
             state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,
                             meanwhile=lambda: _write_records_early(host, cfg, remove))

@@ -123,15 +123,18 @@ def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:
     snapshots its upper.  The caller holds the container's lock and the
     layers lock.
     """
+    from corral.storage import layers
+
     host.ensure_dirs()
-    layer_id = f"{int(time.time()):x}-{secrets.token_hex(6)}"
+    owner = cfg.idmap["base"] if cfg.idmap else 0
+    layer_id = layers.new_layer_id(owner)
     target = host.paths.layer(layer_id)
     drv = _driver(host)
     container_dir = host.paths.container_dir(cfg.name)
     if host.status(cfg.name) == STOPPED:
         if not os.listdir(host.paths.upper(cfg.name)):
             return list(cfg.layers), False
-        moved = drv.freeze(container_dir, target, in_use=False)
+        moved = drv.freeze(container_dir, target, in_use=False, owner=owner)
         if moved:
             _reset_work(host, cfg.name)
         return [layer_id, *cfg.layers], moved
@@ -142,7 +145,7 @@ def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:
     try:
         # No sync needed: a copy reads recent writes from the page cache, and
         # a btrfs snapshot flushes the subvolume's dirty data itself.
-        moved = drv.freeze(container_dir, target, in_use=True)
+        moved = drv.freeze(container_dir, target, in_use=True, owner=owner)
     finally:
         if not was_frozen:
             cg.thaw()
@@ -150,10 +153,13 @@ def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:
 
 
 def _reset_work(host: Host, name: str) -> None:
-    # Overlayfs wants its work dir empty and on the upper's filesystem.
+    # Overlayfs wants its work dir empty and on the upper's filesystem, and
+    # owned by whoever mounts it: the container's root.
     work = host.paths.work(name)
+    owner = os.stat(host.paths.upper(name)).st_uid
     store.remove_tree(work)
     os.mkdir(work, 0o755)
+    os.chown(work, owner, owner)
 
 
 # -- snapshots ----------------------------------------------------------------------------
@@ -248,6 +254,8 @@ def snapshot_restore(host: Host, name: str, snap: str, *, force: bool = False) -
             if os.path.lexists(leftover):
                 store.remove_tree(leftover)
         os.mkdir(fresh, 0o755)
+        if cfg.idmap:  # the container's root owns its upper (on disk: its host id)
+            os.chown(fresh, cfg.idmap["base"], cfg.idmap["base"])
         os.rename(upper, old)
         os.rename(fresh, upper)
         cfg.layers = list(record["layers"])
@@ -323,6 +331,11 @@ def clone(host: Host, src: str, dst: str, *, snapshot: str | None = None) -> Con
                                     host.paths.disk_image(dst))
                     else:
                         _image_cut(host, cfg, host.paths.disk_image(dst))
+                    from corral.storage import disk
+
+                    disk.shift_ids(host.paths.disk_image(dst),
+                                   cfg.idmap["base"] if cfg.idmap else 0,
+                                   new.idmap["base"] if new.idmap else 0)
                 else:
                     _new_identity(host, new, chain, version)
                 undo.success()
@@ -346,13 +359,28 @@ def _new_identity(host: Host, cfg: ContainerConfig, chain: list[str], version: A
         return any(os.path.lexists(f"{d}/{rel}") for d in lowers)
 
     upper = host.paths.upper(cfg.name)
+    # What the host writes into the upper must belong to the container's root.
+    owner = cfg.idmap["base"] if cfg.idmap else 0
+
+    def own(rel: str) -> None:
+        os.chown(f"{upper}/{rel}", owner, owner, follow_symlinks=False)
+
+    def mkdirs(rel: str) -> None:
+        path = upper
+        for part in rel.split("/"):
+            path = f"{path}/{part}"
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o755)
+                os.chown(path, owner, owner)
+
     if present("etc/machine-id"):
-        os.makedirs(f"{upper}/etc", 0o755, exist_ok=True)
+        mkdirs("etc")
         store.write_atomic(f"{upper}/etc/machine-id", (secrets.token_hex(16) + "\n").encode(),
                            0o444)
+        own("etc/machine-id")
     keys = [f"etc/ssh/ssh_host_{kind}_key" for kind in ("rsa", "ecdsa", "ed25519")]
     if any(present(k) for k in keys) and shutil.which("ssh-keygen"):
-        os.makedirs(f"{upper}/etc/ssh", 0o755, exist_ok=True)
+        mkdirs("etc/ssh")
         for rel, kind in zip(keys, ("rsa", "ecdsa", "ed25519")):
             for suffix in ("", ".pub"):
                 if os.path.lexists(f"{upper}/{rel}{suffix}"):
@@ -360,6 +388,8 @@ def _new_identity(host: Host, cfg: ContainerConfig, chain: list[str], version: A
             subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C",
                             f"root@{cfg.effective_hostname}", "-f", f"{upper}/{rel}"],
                            check=True, capture_output=True)
+            own(rel)
+            own(f"{rel}.pub")
 
 
 def rebase(host: Host, name: str, version: int | None = None, *,

@@ -78,6 +78,12 @@ def open_tree_idmapped(path: str, userns_fd: int) -> int:
     return fd
 
 
+def open_tree_clone(path: str) -> int:
+    """A detached copy of the mount tree at ``path`` (a bind mount not yet attached)."""
+    return syscall("open_tree", AT_FDCWD, _b(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
+                   path=path)
+
+
 def move_mount(tree_fd: int, target: str) -> None:
     """Attach a detached tree (from open_tree) at ``target``."""
     syscall("move_mount", tree_fd, b"", AT_FDCWD, _b(target), MOVE_MOUNT_F_EMPTY_PATH,

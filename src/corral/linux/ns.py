@@ -56,8 +56,9 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return call("prctl", libc.prctl, option, arg2, arg3, arg4, arg5)
 
 
-def make_userns(uid_base: int, gid_base: int, size: int) -> int:
-    """A new user namespace mapping ids 0..size-1 to the host's ``*_base``...; its fd.
+def make_userns(uid_base: int, gid_base: int, size: int, inside: int = 0) -> int:
+    """A new user namespace mapping ids inside..inside+size-1 to the host's
+    ``*_base``...; its fd (also used only as an id map for idmapped mounts).
 
     A helper child unshares it and this process (privileged in the parent
     namespace) writes the maps, as newuidmap does; the namespace lives on
@@ -84,7 +85,7 @@ def make_userns(uid_base: int, gid_base: int, size: int) -> int:
             raise OSError(1, "unshare(CLONE_NEWUSER) failed")
         for name, base in (("uid_map", uid_base), ("gid_map", gid_base)):
             with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write(f"0 {base} {size}\n")
+                f.write(f"{inside} {base} {size}\n")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(ready_r)

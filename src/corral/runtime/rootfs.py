@@ -39,21 +39,31 @@ NOSUID_NODEV_NOEXEC = m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC
 STAGE = "/run/corral/stage"
 
 
-def stage_idmapped(spec: RootfsSpec, userns_fd: int) -> RootfsSpec:
-    """Idmapped mounts of every layer, in the caller's private mount namespace.
+def stage_idmapped(spec: RootfsSpec, userns_fd: int, base: int, size: int) -> RootfsSpec:
+    """The container's layers, staged for its root in the caller's private mount namespace.
 
-    Runs as host root before joining the container's user namespace: files
-    owned by host id N appear owned by the container's id N (host base+N),
-    so templates and layers stay on disk as they are, shared by every
-    container whatever its id range — no chown.  The overlay itself is then
-    mounted by the container's root (see ``mount_root``), so what the
-    container writes lands on disk with its own ids, unshifted.
+    Runs as host root before joining the container's user namespace (see
+    spawn._enter_userns).  Templates (files owned by the host's ids) and
+    layers written by other containers are *idmapped* mounts, so their files
+    appear owned by this container's ids — no chown of shared trees, however
+    large.  The container's own layers and its upper already carry its host
+    ids and are plain binds: what it writes lands on disk with its own host
+    ids.  The overlay itself is mounted by the container's root (see
+    ``mount_root``).
     """
+    from corral.linux import ns
+
     os.makedirs(STAGE, 0o755, exist_ok=True)
     m.mount("tmpfs", STAGE, "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=64k")
+    maps: dict[int, int] = {0: userns_fd}  # owner → a user namespace mapping it to base
 
-    def attach(path: str, name: str) -> str:
-        fd = m.open_tree_idmapped(path, userns_fd)
+    def attach(path: str, name: str, owner: int | None) -> str:
+        if owner == base or owner is None:
+            fd = m.open_tree_clone(path)
+        else:
+            if owner not in maps:
+                maps[owner] = ns.make_userns(base, base, size, inside=owner)
+            fd = m.open_tree_idmapped(path, maps[owner])
         try:
             target = f"{STAGE}/{name}"
             os.mkdir(target, 0o755)
@@ -62,15 +72,23 @@ def stage_idmapped(spec: RootfsSpec, userns_fd: int) -> RootfsSpec:
             os.close(fd)
         return target
 
-    if spec.bind is not None:
-        return RootfsSpec(mountpoint=attach(spec.bind, "root"), premounted=True)
-    if spec.disk is not None and spec.disk_mount is not None:
-        own = spec.disk_mount  # mounted already (spawn._private_mounts)
-    else:
-        assert spec.upper is not None
-        own = os.path.dirname(spec.upper)  # upper/ and work/ share the container's directory
-    lower = tuple(attach(path, f"l{i}") for i, path in enumerate(spec.lower))
-    staged_own = attach(own, "c")
+    try:
+        if spec.bind is not None:
+            # A directory of the user's: seen as the container's, written unshifted.
+            return RootfsSpec(mountpoint=attach(spec.bind, "root", 0), premounted=True)
+        if spec.disk is not None and spec.disk_mount is not None:
+            own = spec.disk_mount  # mounted already (spawn._private_mounts)
+        else:
+            assert spec.upper is not None
+            own = os.path.dirname(spec.upper)  # upper/ and work/ share the container's dir
+        owners = spec.lower_owners or (0,) * len(spec.lower)
+        lower = tuple(attach(path, f"l{i}", owner)
+                      for i, (path, owner) in enumerate(zip(spec.lower, owners)))
+        staged_own = attach(own, "c", None)
+    finally:
+        for owner, fd in maps.items():
+            if owner != 0:
+                os.close(fd)
     os.mkdir(f"{STAGE}/root", 0o755)
     return RootfsSpec(mountpoint=f"{STAGE}/root", lower=lower, upper=f"{staged_own}/upper",
                       work=f"{staged_own}/work")

@@ -221,7 +221,10 @@ def _private_mounts(spec: InitSpec) -> None:
     if disk is not None and point is not None:
         m.mount(disk, point, "ext4", m.MS_NOSUID | m.MS_NODEV)
         for d in ("upper", "work"):
-            os.makedirs(f"{point}/{d}", 0o755, exist_ok=True)
+            if not os.path.isdir(f"{point}/{d}"):
+                os.mkdir(f"{point}/{d}", 0o755)
+                if spec.userns:  # the container's root writes here as its host id
+                    os.chown(f"{point}/{d}", spec.userns[0], spec.userns[1])
 
 
 def _enter_userns(spec: InitSpec) -> RootfsSpec:
@@ -247,7 +250,7 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
                 os.chown(f"{cg}/{name}", uid_base, gid_base)
     userns_fd = ns.make_userns(uid_base, gid_base, size)
     try:
-        staged = rootfs.stage_idmapped(spec.rootfs, userns_fd)
+        staged = rootfs.stage_idmapped(spec.rootfs, userns_fd, uid_base, size)
         ns.setns(userns_fd, ns.CLONE_NEWUSER)
     finally:
         os.close(userns_fd)

@@ -58,6 +58,7 @@ class RootfsSpec(_Spec):
     _defaults = {
         "mountpoint": _REQUIRED,  # empty dir; mounted on only inside the new mount namespace
         "lower": (),  # overlay lower layers, top first
+        "lower_owners": (),  # per lower layer: the host id its files' root has (0: host's)
         "upper": None,
         "work": None,
         "bind": None,  # --rootfs DIR: bind this directory instead of an overlay
@@ -71,6 +72,7 @@ class RootfsSpec(_Spec):
     disk_mount: str | None
     mountpoint: str
     lower: tuple[str, ...]
+    lower_owners: tuple[int, ...]
     upper: str | None
     work: str | None
     bind: str | None

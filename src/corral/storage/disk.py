@@ -179,3 +179,59 @@ def info(image: str) -> dict[str, Any]:
         return {"method": "image", "image": image, "size_bytes": os.stat(image).st_size}
     except FileNotFoundError:
         return {"method": None}
+
+
+def shift_ids(image: str, old: int, new: int, size: int = 65536) -> None:
+    """Give the files of a stopped container's image to another id range.
+
+    A disk-quota container's upper lives in its image, written with its host
+    ids; a clone or a restore has a range of its own, and an image's files
+    cannot be idmapped beneath overlayfs as its upper.  So they are chowned
+    once (only the image's own files: the shared template stays untouched).
+    Done in a forked child in a private mount namespace: the host never sees
+    the mount.
+    """
+    if old == new:
+        return
+    loop = attach(image)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _shift_in_private_namespace(loop, old, new, size)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            raise CommandError(f"cannot move the files of {image} to their new ids")
+    finally:
+        release(loop)
+
+
+def _shift_in_private_namespace(loop: str, old: int, new: int, size: int) -> None:
+    import tempfile
+
+    from corral.linux import mount, ns
+
+    ns.unshare(ns.CLONE_NEWNS)
+    mount.mount(None, "/", None, mount.MS_REC | mount.MS_PRIVATE)
+    point = tempfile.mkdtemp(prefix="corral-shift-")
+    try:
+        mount.mount(loop, point, "ext4", mount.MS_NOSUID | mount.MS_NODEV)
+        try:
+            def moved(i: int) -> int:
+                return i - old + new if old <= i < old + size else i
+
+            for dirpath, dirs, files in os.walk(point):
+                for n in (dirpath, *(os.path.join(dirpath, f) for f in dirs + files)):
+                    st = os.lstat(n)
+                    mode = st.st_mode
+                    os.chown(n, moved(st.st_uid), moved(st.st_gid), follow_symlinks=False)
+                    if not os.path.islink(n) and mode & 0o6000:
+                        os.chmod(n, mode & 0o7777)  # chown clears setuid/setgid: put back
+        finally:
+            mount.umount2(point, mount.MNT_DETACH)
+    finally:
+        os.rmdir(point)

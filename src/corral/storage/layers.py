@@ -35,18 +35,20 @@ class DirLayers:
     def make_container_dir(self, path: str) -> None:
         os.mkdir(path, 0o700)
 
-    def freeze(self, container_dir: str, layer: str, *, in_use: bool) -> bool:
+    def freeze(self, container_dir: str, layer: str, *, in_use: bool, owner: int = 0) -> bool:
         """Make ``layer/upper`` hold what ``container_dir/upper`` holds now.
 
         Returns True when the upper itself became the layer (the container
-        must now stand on it, with a fresh empty upper), False when the layer
-        is a copy and the container's upper still holds the same files.
+        must now stand on it, with a fresh empty upper owned by ``owner``,
+        the container's root on the host), False when the layer is a copy and
+        the container's upper still holds the same files.
         """
         upper = f"{container_dir}/upper"
         if not in_use:
             os.mkdir(layer, 0o755)
             os.rename(upper, f"{layer}/upper")
             os.mkdir(upper, 0o755)
+            os.chown(upper, owner, owner)
             return True
         import subprocess
 
@@ -83,9 +85,9 @@ class BtrfsLayers(DirLayers):
         _btrfs("subvolume", "create", path)
         os.chmod(path, 0o700)
 
-    def freeze(self, container_dir: str, layer: str, *, in_use: bool) -> bool:
+    def freeze(self, container_dir: str, layer: str, *, in_use: bool, owner: int = 0) -> bool:
         if not _is_subvolume(container_dir):  # made before the state root moved to btrfs
-            return super().freeze(container_dir, layer, in_use=in_use)
+            return super().freeze(container_dir, layer, in_use=in_use, owner=owner)
         _btrfs("subvolume", "snapshot", "-r", container_dir, layer)
         return False
 
@@ -96,6 +98,28 @@ class BtrfsLayers(DirLayers):
             _btrfs("subvolume", "delete", path)
         else:
             super().remove(path)
+
+
+def new_layer_id(owner: int) -> str:
+    """A layer's name: when it was made, a random part, and whose ids its files carry.
+
+    ``owner`` is the host id of the root of the container that wrote the
+    layer (0: the host's ids, as templates and privileged containers have);
+    a container with another range sees the layer through an idmapped mount.
+    """
+    import secrets
+    import time
+
+    return f"{int(time.time()):x}-{secrets.token_hex(6)}-{owner:x}"
+
+
+def owner_of(layer_id: str) -> int:
+    """The owner a layer's name records (0 for names from before owners were kept)."""
+    parts = layer_id.split("-")
+    try:
+        return int(parts[2], 16) if len(parts) >= 3 else 0
+    except ValueError:
+        return 0
 
 
 def _is_subvolume(path: str) -> bool:
