@@ -7,7 +7,6 @@ import time
 import tomllib
 from pathlib import Path
 
-import pytest
 from conftest import Corral
 from treeprint import fingerprint
 

@@ -183,7 +183,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                cgroup: Any, disk_loop: str | None = None, console_socket: int = -1) -> Any:
     from corral.cgroups.mounts import host_cgroup_mounts
     from corral.host import templates
-    from corral.runtime.spec import DEFAULT_CAPS, CgroupMount, InitSpec, RootfsSpec
+    from corral.runtime.spec import CgroupMount, InitSpec, RootfsSpec
 
     p = host.paths
     if cfg.rootfs is not None:
@@ -399,7 +399,6 @@ def _ask_to_stop(host: Host, name: str, state: RuntimeState, timeout: float) -> 
     if timeout <= 0 or not proc.is_alive(state.pid, state.pid_start):
         os.close(pidfd)
         return -1
-    import signal as named
 
     signal.pidfd_send_signal(pidfd, signal_number(cfg.stop_signal))
     return pidfd

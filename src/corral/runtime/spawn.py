@@ -236,7 +236,6 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
     container's cgroups are handed to its root so that an init like systemd
     can manage its own subtree.
     """
-    from corral.linux import mount as m
     from corral.runtime import rootfs
 
     assert spec.userns is not None
