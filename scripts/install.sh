@@ -14,9 +14,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # debootstrap: debian-*/ubuntu-* templates; zstd: compressed imports and backups;
-# btrfs-progs: O(1) snapshots when the state root is on btrfs.
+# btrfs-progs: O(1) snapshots when the state root is on btrfs; openssh-client:
+# ssh-keygen makes a clone its own SSH host keys.
 pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs e2fsprogs util-linux
-      debootstrap zstd btrfs-progs)
+      debootstrap zstd btrfs-progs openssh-client)
 if [ "$with_tests" = 1 ]; then
     # peers measured side by side in bench/, and tools the tests use
     pkgs+=(runc crun lxc rsync systemd-container gcc libc6-dev openssh-client)
