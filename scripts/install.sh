@@ -15,12 +15,13 @@ fi
 
 # debootstrap: debian-*/ubuntu-* templates; zstd: compressed imports and backups;
 # btrfs-progs: O(1) snapshots when the state root is on btrfs; openssh-client:
-# ssh-keygen makes a clone its own SSH host keys.
+# ssh-keygen makes a clone its own SSH host keys; gpg: checks Ubuntu's archive key.
 pkgs=(python3 python3-venv busybox-static iproute2 nftables lxcfs e2fsprogs util-linux
-      debootstrap zstd btrfs-progs openssh-client)
+      debootstrap zstd btrfs-progs openssh-client gpg)
 if [ "$with_tests" = 1 ]; then
     # peers measured side by side in bench/, and tools the tests use
-    pkgs+=(runc crun lxc rsync systemd-container gcc libc6-dev openssh-client)
+    # (gcc, libc6-dev: the isolation probe; util-linux-extra: fincore for bench/storage.py)
+    pkgs+=(runc crun lxc rsync systemd-container gcc libc6-dev util-linux-extra)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -165,6 +165,9 @@ def _ubuntu_keyring(mirror: str) -> str:
             raise CommandError(f"cannot fetch Ubuntu's keyring from {mirror}: {exc}") from None
         _run(["dpkg-deb", "-x", deb, f"{tmp}/x"], "unpacking ubuntu-keyring")
         key = f"{tmp}/x/{UBUNTU_KEY_MEMBER}"
+        if shutil.which("gpg") is None:
+            raise UnsupportedError("gpg is needed to check Ubuntu's archive key",
+                                   hint="Install it: apt-get install gpg")
         out = subprocess.run(["gpg", "--show-keys", "--with-colons", key], capture_output=True,
                              text=True, check=False).stdout
         fingerprints = [ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr:")]
