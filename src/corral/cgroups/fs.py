@@ -295,6 +295,14 @@ class _FsManager(CgroupManager):
                 self._set_v1_cpuset(h, value)
             elif fname in ("cpu.cfs_quota_us", "cpu.max"):
                 self._set_cpu_quota(h, fname, value)
+            elif fname.startswith("blkio.throttle.") and not h.v2:
+                # v1 I/O throttling is not hierarchical (the kernel's blkio
+                # documentation: only with the v2 semantics): the limit must sit
+                # on the cgroup that holds the processes as well.
+                _write(f"{self.outer(h)}/{fname}", value)
+                inner = f"{self.inner(h)}/{fname}"
+                if os.path.exists(inner):
+                    _write(inner, value)
             else:
                 _write(f"{self.outer(h)}/{fname}", value)
 
