@@ -45,25 +45,37 @@ def build(host: Host, kind: str, name: str, *, force: bool = False, mirror: str 
                 raise InvalidStateError(f"template '{name}' is used by {', '.join(users)}",
                                         hint="Destroy those containers before rebuilding it.")
             shutil.rmtree(final)
-        tmp = Path(host.paths.templates) / f".build-{name}-{os.getpid()}"
-        with Reverter() as undo:
-            tmp.mkdir(mode=0o755)
-            undo.add(shutil.rmtree, tmp, True)
-            (tmp / "rootfs").mkdir(mode=0o755)
-            started = time.monotonic()
+
+        def fill(rootfs: Path) -> dict[str, Any]:
             meta = importlib.import_module(BUILDERS[kind]).build(
-                tmp / "rootfs", kind=kind, mirror=mirror, progress=progress)
-            meta.update({
-                "name": name,
-                "kind": kind,
-                "arch": platform.machine(),
-                "created": time.time(),
-                "build_seconds": round(time.monotonic() - started, 3),
-            })
-            store.write_toml(tmp / "template.toml", meta)
-            os.rename(tmp, final)
-            undo.success()
+                rootfs, kind=kind, mirror=mirror, progress=progress)
+            meta.update({"kind": kind, "arch": platform.machine()})
+            return meta
+
+        _make(host, name, "build", fill)
     return info(host, name)
+
+
+def _make(host: Host, name: str, verb: str, fill: Any) -> None:
+    """Make template ``name`` whole or not at all: ``fill(rootfs)`` fills an empty tree
+    in a hidden temporary directory and returns the metadata; the directory is renamed
+    into place only when complete (``doctor`` removes what a crash leaves).  The caller
+    holds the template's lock."""
+    import shutil
+    from pathlib import Path
+
+    tmp = Path(host.paths.templates) / f".{verb}-{name}-{os.getpid()}"
+    with Reverter() as undo:
+        tmp.mkdir(mode=0o755)
+        undo.add(shutil.rmtree, tmp, True)
+        (tmp / "rootfs").mkdir(mode=0o755)
+        started = time.monotonic()
+        meta = fill(tmp / "rootfs")
+        meta.update({"name": name, "created": time.time(),
+                     "build_seconds": round(time.monotonic() - started, 3)})
+        store.write_toml(tmp / "template.toml", _tomlable(meta))
+        os.rename(tmp, host.paths.template_dir(name))
+        undo.success()
 
 
 def _meta(host: Host, name: str) -> dict[str, Any]:
@@ -77,17 +89,21 @@ def _meta(host: Host, name: str) -> dict[str, Any]:
         ) from None
 
 
-def _users(host: Host, name: str, version: int | None = None) -> list[str]:
-    """Containers standing on template ``name`` (at ``version``, when given)."""
-    users = []
+def _users_by_version(host: Host, name: str) -> dict[int, list[str]]:
+    """Containers standing on template ``name``, by the version they stand on."""
+    users: dict[int, list[str]] = {}
     for cname in host.names():
         try:
             cfg = host.load_config(cname)
         except Exception:  # a broken config must not hide the others
             continue
-        if cfg.template == name and (version is None or (cfg.template_version or 1) == version):
-            users.append(cname)
+        if cfg.template == name:
+            users.setdefault(cfg.template_version or 1, []).append(cname)
     return users
+
+
+def _users(host: Host, name: str) -> list[str]:
+    return sorted(c for cs in _users_by_version(host, name).values() for c in cs)
 
 
 def _size(path: Any) -> int:
@@ -109,8 +125,9 @@ def info(host: Host, name: str, *, with_size: bool = True) -> dict[str, Any]:
     vs = versions(meta)
     out["layers"] = len(vs)
     out["template_version"] = latest_version(meta)
-    out["used_by"] = _users(host, name)
-    out["versions"] = [{**v, "used_by": _users(host, name, int(v["version"]))} for v in vs]
+    by_version = _users_by_version(host, name)
+    out["used_by"] = sorted(c for cs in by_version.values() for c in cs)
+    out["versions"] = [{**v, "used_by": by_version.get(int(v["version"]), [])} for v in vs]
     if with_size:
         out["size_bytes"] = _size(host.paths.template_rootfs(name))
     return out
@@ -236,7 +253,6 @@ def update(host: Host, name: str, *, command: str | None = None) -> dict[str, An
 def import_(host: Host, source: str, name: str, *, progress: Any = None,
             max_bytes: int | None = None) -> dict[str, Any]:
     import platform
-    import shutil
     from pathlib import Path
 
     from corral.templates import importer
@@ -249,33 +265,26 @@ def import_(host: Host, source: str, name: str, *, progress: Any = None,
         if final.exists():
             raise InvalidStateError(f"template '{name}' already exists",
                                     hint="Choose another name, or remove it first.")
-        tmp = Path(host.paths.templates) / f".import-{name}-{os.getpid()}"
-        with Reverter() as undo:
-            tmp.mkdir(mode=0o755)
-            undo.add(shutil.rmtree, tmp, True)
-            (tmp / "rootfs").mkdir(mode=0o755)
-            started = time.monotonic()
+
+        def fill(rootfs: Path) -> dict[str, Any]:
             kw: dict[str, Any] = {"progress": progress}
             if max_bytes is not None:
                 kw["max_bytes"] = max_bytes
-            meta = importer.import_into(source, str(tmp / "rootfs"), **kw)
+            meta = importer.import_into(source, str(rootfs), **kw)
             oci = meta.get("oci") or {}
             config = oci.get("config") or {}
             init = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
             meta.update({
-                "name": name,
                 "kind": f"import:{kind}",
                 "os": meta.get("os_id") or "unknown",
                 "version": meta.get("os_version") or "",
                 "arch": oci.get("architecture") or platform.machine(),
-                "created": time.time(),
-                "build_seconds": round(time.monotonic() - started, 3),
             })
-            if init and not os.path.lexists(tmp / "rootfs/sbin/init"):
+            if init and not os.path.lexists(rootfs / "sbin/init"):
                 meta["init"] = init[0] if len(init) == 1 else init
-            store.write_toml(tmp / "template.toml", _tomlable(meta))
-            os.rename(tmp, final)
-            undo.success()
+            return meta
+
+        _make(host, name, "import", fill)
     return info(host, name)
 
 
