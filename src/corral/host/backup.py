@@ -55,8 +55,8 @@ def _pack(directory: str, out: str) -> None:
     with open(out, "wb") as f:
         tar = subprocess.Popen(["tar", *_TAR_FLAGS, "-C", directory, "-cf", "-", "."],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        zstd = subprocess.run(["zstd", "-q", "-T0", "-3", "-c"], stdin=tar.stdout, stdout=f, check=False,
-                              stderr=subprocess.PIPE)
+        zstd = subprocess.run(["zstd", "-q", "-T0", "-3", "-c"], stdin=tar.stdout, stdout=f,
+                              stderr=subprocess.PIPE, check=False)
         assert tar.stdout is not None and tar.stderr is not None
         tar.stdout.close()
         err = tar.stderr.read().decode(errors="replace")
@@ -109,7 +109,8 @@ def _add_file(out: tarfile.TarFile, path: str, arcname: str, progress: Any,
     return size
 
 
-def _add_bytes(out: tarfile.TarFile, data: bytes, arcname: str, index: dict[str, Any] | None) -> None:
+def _add_bytes(out: tarfile.TarFile, data: bytes, arcname: str,
+               index: dict[str, Any] | None) -> None:
     info = tarfile.TarInfo(arcname)
     info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
     out.addfile(info, io.BytesIO(data))
@@ -260,6 +261,8 @@ def restore(host: Host, archive: str, name: str | None = None, *,
             progress: Any = None) -> dict[str, Any]:
     from corral.host import lifecycle, snapshots, templates
     from corral.model import validate_name
+    from corral.storage import disk
+    from corral.storage import layers as layer_store
 
     if not os.path.isfile(archive):
         raise NotFoundError(f"no backup file {archive}")
@@ -290,8 +293,6 @@ def restore(host: Host, archive: str, name: str | None = None, *,
         with Reverter() as undo:
             ids: dict[str, str] = {}
             with snapshots.layers_lock(host):
-                from corral.storage import layers as layer_store
-
                 owner = int(index.get("owner", 0))
                 if index.get("upper"):
                     # The backup's upper carries the old container's ids: it becomes
@@ -328,15 +329,11 @@ def restore(host: Host, archive: str, name: str | None = None, *,
                 undo.add(lambda: lifecycle.destroy(host, name, force=True, gc=False))
                 if index.get("disk"):  # replaces the empty image create made
                     _unpack(f"{scratch}/disk.tar.zst", host.paths.container_dir(name))
-                    from corral.storage import disk
-
                     disk.shift_ids(host.paths.disk_image(name), owner,
                                    cfg.idmap["base"] if cfg.idmap else 0)
                 os.makedirs(host.paths.snapshots(name), 0o700, exist_ok=True)
                 for snap in index.get("snapshot_images", []):
                     _unpack(f"{scratch}/snapshots/{snap}.img.tar.zst", host.paths.snapshots(name))
-                    from corral.storage import disk
-
                     disk.shift_ids(f"{host.paths.snapshots(name)}/{snap}.img", owner,
                                    cfg.idmap["base"] if cfg.idmap else 0)
                 for snap in index["snapshots"]:

@@ -125,7 +125,8 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
     return cfg
 
 
-def _lease_ids(host: Host, cfg: ContainerConfig, undo: Reverter) -> None:
+def _lease_ids(host: Host, cfg: ContainerConfig, undo: Reverter, *,
+               durable: bool = True) -> None:
     """An unprivileged container's own range of host ids (see host/idmaps.py)."""
     if cfg.privileged:
         cfg.idmap = None
@@ -133,7 +134,8 @@ def _lease_ids(host: Host, cfg: ContainerConfig, undo: Reverter) -> None:
     from corral.host import idmaps
 
     undo.add(idmaps.release, host.root, cfg.name)
-    cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name), "size": idmaps.SIZE}
+    cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name, durable=durable),
+                 "size": idmaps.SIZE}
 
 
 def destroy(host: Host, name: str, *, force: bool = False, gc: bool = True) -> None:
@@ -405,7 +407,8 @@ def _ask_to_stop(host: Host, name: str, state: RuntimeState, timeout: float) -> 
 
 
 def signal_number(name: str) -> int:
-    """``SIGTERM``, ``SIGPWR``, ``SIGRTMIN+3`` (systemd's halt) … as a number; SIGTERM if unknown."""
+    """``SIGTERM``, ``SIGPWR``, ``SIGRTMIN+3`` (systemd's halt) … as a number;
+    SIGTERM if unknown."""
     import signal as named
 
     if name.startswith("SIGRTMIN"):
@@ -497,20 +500,11 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     # The init is our grandchild; as a subreaper we can wait for it.
     ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
     with host.lock(cfg.name) as lock:
-        if not cfg.privileged:
-            from corral.host import idmaps
-
-            cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name, durable=not remove),
-                         "size": idmaps.SIZE}
-        try:
+        with Reverter() as undo:
+            _lease_ids(host, cfg, undo, durable=not remove)
             _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None,
                        owner=cfg.idmap["base"] if cfg.idmap else 0)
-        except BaseException:
-            if cfg.idmap:
-                from corral.host import idmaps
-
-                idmaps.release(host.root, cfg.name)
-            raise
+            undo.success()
         try:
             # An ephemeral container's records need not survive a power cut.
             state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,

@@ -91,6 +91,8 @@ def _image_cut(host: Host, cfg: ContainerConfig, target: str) -> None:
     if host.status(cfg.name, state) == STOPPED:
         _copy_image(image, target)
         return
+    from corral.linux import fs
+
     cg = host.cgroup(cfg.name)
     was_frozen = cg.frozen()
     if not was_frozen:
@@ -98,7 +100,7 @@ def _image_cut(host: Host, cfg: ContainerConfig, target: str) -> None:
     try:
         fd = os.open(f"/proc/{state.pid}/root", os.O_RDONLY | os.O_DIRECTORY)
         try:
-            _syncfs(fd)
+            fs.syncfs(fd)
         finally:
             os.close(fd)
         _copy_image(image, target)
@@ -107,10 +109,7 @@ def _image_cut(host: Host, cfg: ContainerConfig, target: str) -> None:
             cg.thaw()
 
 
-def _syncfs(fd: int) -> None:
-    from corral.linux import fs
 
-    fs.syncfs(fd)
 
 
 def _freeze_upper(host: Host, cfg: ContainerConfig) -> tuple[list[str], bool]:

@@ -34,11 +34,10 @@ def cap_numbers(names: list[str] | tuple[str, ...]) -> frozenset[int]:
     return frozenset(CAP_NAMES.index(n) for n in names)
 
 
-def bounding_of(pid: int) -> frozenset[int]:
-    """The capability bounding set of process ``pid`` (CapBnd in its status file)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("CapBnd:"):
-                mask = int(line.split()[1], 16)
-                return frozenset(c for c in range(64) if mask >> c & 1)
-    raise OSError(f"no CapBnd in /proc/{pid}/status")
+def bounding_from_status(status: str) -> frozenset[int]:
+    """The capability bounding set in the text of a /proc/PID/status file (CapBnd)."""
+    for line in status.splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return frozenset(c for c in range(64) if mask >> c & 1)
+    raise OSError("no CapBnd in a /proc status file")

@@ -52,8 +52,10 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
 
     # Exactly the container's capabilities, as its init was left with them,
     # and its seccomp filter.
-    bounding = caps.bounding_of(init_pid)
-    program = _filter_of(init_pid, filters)
+    with open(f"/proc/{init_pid}/status") as f:  # read once, for both
+        status = f.read()
+    bounding = caps.bounding_from_status(status)
+    program = _filter_of(status, filters)
     join = JOIN
     if os.readlink(f"/proc/{init_pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         join |= ns.CLONE_NEWUSER  # an unprivileged container: its ids, its capabilities
@@ -94,12 +96,13 @@ TIOCGPTPEER = 0x5441  # open the slave of a master without a path lookup (Linux 
 TIOCSPTLCK = 0x40045431
 
 
-def _filter_of(init_pid: int, filters: Any) -> bytes:
-    """The seccomp program for a command in the container of ``init_pid``: none when
-    the init runs unconfined, else the default one (for a container whose profile
-    allows nesting, the stricter default: an exec never gets more than its init)."""
-    with open(f"/proc/{init_pid}/status") as f:
-        mode = next((ln.split()[1] for ln in f if ln.startswith("Seccomp:")), "0")
+def _filter_of(init_status: str, filters: Any) -> bytes:
+    """The seccomp program for a command in the container whose init has this
+    /proc status: none when the init runs unconfined, else the default one (for a
+    container whose profile allows nesting, the stricter default: an exec never
+    gets more than its init)."""
+    mode = next((ln.split()[1] for ln in init_status.splitlines()
+                 if ln.startswith("Seccomp:")), "0")
     return b"" if mode == "0" else filters.program()
 
 
@@ -107,7 +110,8 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
            join: int, bounding: frozenset[int], program: bytes) -> None:
     # Everything this child needs must be imported before setns: afterwards
     # the container's root is its root, and Python's library is not there.
-    from corral.linux import caps, filter as seccomp
+    from corral.linux import caps
+    from corral.linux import filter as seccomp
 
     if spec.tty:
         import fcntl

@@ -262,7 +262,8 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
 
 def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd: int,
           staged: RootfsSpec | None = None) -> None:
-    from corral.linux import caps, filter as seccomp
+    from corral.linux import caps
+    from corral.linux import filter as seccomp
     from corral.runtime import rootfs
 
     step = "setup"
