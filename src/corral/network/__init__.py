@@ -417,7 +417,7 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
             if rec.get("mode") == "routed":
                 host_if = host_veth(ctx, container, network)
                 v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
-                netlink.delete_link(host_if)
+                _drop_leftover_link(host_if)
                 netlink.attach_routed(host_if, pid, mac_for(ctx, container, network), v4,
                                       ROUTED_GATEWAY, v6)
                 state["interfaces"].append({"network": network, "host_if": host_if,
@@ -434,11 +434,11 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
                 continue
             v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
             host_if = host_veth(ctx, container, network)
-            netlink.delete_link(host_if)  # a leftover of a crash would block the name
+            _drop_leftover_link(host_if)
             netlink.attach_veth(host_if, rec["bridge"], pid, mac_for(ctx, container, network),
                                 [f"{v4}/{plen}", f"{v6}/64"],
                                 [rec["gateway"], rec["gateway6"]] if i == 0 else [],
-                                inner_name=f"eth{i}")
+                                inner_name=f"eth{i}", peer_index=netlink.PEER_INDEX + i)
             state["interfaces"].append({"network": network, "host_if": host_if,
                                         "ip": f"{v4}/{plen}", "ip6": f"{v6}/64",
                                         "gateway": rec["gateway"], "bridge": rec["bridge"]})
@@ -450,6 +450,14 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
         detach(ctx, container, state)
         raise
     return state
+
+
+def _drop_leftover_link(name: str) -> None:
+    """A leftover of a crash would block the name; /sys answers without a netlink round."""
+    if os.path.exists(f"/sys/class/net/{name}"):
+        from corral.network import netlink
+
+        netlink.delete_link(name)
 
 
 def _set_rules_of(ctx: NetContext, container: str, spec: dict[str, Any],

@@ -118,53 +118,59 @@ def host_networks() -> list[str]:
     return out
 
 
-def _veth_into(ipr: Any, host_name: str, mac: str, pid: int) -> tuple[int, str]:
-    """A veth pair whose peer (MAC ``mac``) is moved into the network namespace of
-    ``pid``; returns the host end's index and the peer's (temporary) name."""
-    peer = f"{host_name}p"[:15]
+LOOPBACK_INDEX = 1  # in every network namespace
+PEER_INDEX = 2  # the container's end, asked for: the first free index in a new namespace
+
+
+def _veth_into(ipr: Any, host_name: str, mac: str, pid: int, inner_name: str,
+               peer_index: int, **host_end: Any) -> None:
+    """A veth pair born with its peer (named ``inner_name``, index ``peer_index``,
+    MAC ``mac``) already in the network namespace of ``pid``; the host end gets
+    ``host_end`` (master, state) in the same request.
+
+    Made in place rather than moved there: moving a device between namespaces
+    waits for an RCU grace period (~25 ms here), most of a container's start.
+    The peer's index is chosen so that nothing needs looking up inside.
+    """
     try:
-        ipr.link("add", ifname=host_name, kind="veth", peer={"ifname": peer, "address": mac})
+        ipr.link("add", ifname=host_name, kind="veth", **host_end,
+                 peer={"ifname": inner_name, "address": mac, "net_ns_pid": pid,
+                       "index": peer_index})
     except Exception as exc:
         raise _fail(f"cannot create veth {host_name}", exc) from exc
-    try:
-        ipr.link("set", index=link_index(ipr, peer), net_ns_pid=pid)
-    except Exception as exc:
-        delete_link(host_name)
-        raise _fail(f"cannot move veth {peer} into the container", exc) from exc
-    return link_index(ipr, host_name), peer
 
 
 def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
-                addresses: list[str], gateways: list[str], inner_name: str = "eth0") -> None:
+                addresses: list[str], gateways: list[str], inner_name: str = "eth0",
+                peer_index: int = PEER_INDEX) -> None:
     """A veth pair: ``host_name`` on the host (on ``bridge`` if given), ``inner_name``
-    in the network namespace of ``pid`` with ``addresses`` and default routes via
-    ``gateways``."""
+    (index ``peer_index``) in the network namespace of ``pid`` with ``addresses``
+    and default routes via ``gateways``.  Seven netlink requests in all."""
     with _ipr() as ipr:
-        idx, peer = _veth_into(ipr, host_name, mac, pid)
-        try:
-            if bridge is not None:
-                ipr.link("set", index=idx, master=link_index(ipr, bridge))
-            ipr.link("set", index=idx, state="up")
-        except Exception as exc:
-            delete_link(host_name)
-            raise _fail(f"cannot wire veth {host_name}", exc) from exc
+        host_end: dict[str, Any] = {"state": "up"}
+        if bridge is not None:
+            master = link_index(ipr, bridge)
+            if master is None:
+                raise KernelError(f"bridge {bridge} is missing",
+                                  hint="corral doctor --fix recreates it")
+            host_end["master"] = master
+        _veth_into(ipr, host_name, mac, pid, inner_name, peer_index, **host_end)
     with in_netns(pid), _ipr() as inner:
         try:
-            lo = link_index(inner, "lo")
-            inner.link("set", index=lo, state="up")
-            pidx = link_index(inner, peer)
-            inner.link("set", index=pidx, ifname=inner_name)
+            if peer_index == PEER_INDEX:  # the first interface
+                inner.link("set", index=LOOPBACK_INDEX, state="up")
+            inner.link("set", index=peer_index, state="up")
             for cidr in addresses:
                 addr, _, plen = cidr.partition("/")
                 kw = {"flags": 0x02} if ":" in addr else {}  # IFA_F_NODAD: usable at once
-                inner.addr("add", index=pidx, address=addr, prefixlen=int(plen), **kw)
-            inner.link("set", index=pidx, state="up")
+                inner.addr("add", index=peer_index, address=addr, prefixlen=int(plen), **kw)
             for gw in gateways:
                 if ":" in gw:
                     inner.route("add", dst="::/0", gateway=gw, family=10)
                 else:
                     inner.route("add", dst="0.0.0.0/0", gateway=gw)
         except Exception as exc:
+            delete_link(host_name)
             raise _fail(f"cannot configure {inner_name} in the container", exc) from exc
 
 
@@ -208,8 +214,9 @@ def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str
     fe80::1) and host routes to the container's /32 (and /128); inside, those
     addresses and default routes via the gateways, reached on-link."""
     with _ipr() as ipr:
-        idx, peer = _veth_into(ipr, host_name, mac, pid)
+        _veth_into(ipr, host_name, mac, pid, "eth0", PEER_INDEX)
         try:
+            idx = link_index(ipr, host_name)
             ipr.addr("add", index=idx, address=gateway, prefixlen=32)
             ipr.addr("add", index=idx, address=GATEWAY6_LL, prefixlen=64, flags=0x02)
             ipr.link("set", index=idx, state="up")
@@ -221,9 +228,8 @@ def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str
             raise _fail(f"cannot wire veth {host_name}", exc) from exc
     with in_netns(pid), _ipr() as inner:
         try:
-            inner.link("set", index=link_index(inner, "lo"), state="up")
-            pidx = link_index(inner, peer)
-            inner.link("set", index=pidx, ifname="eth0")
+            inner.link("set", index=LOOPBACK_INDEX, state="up")
+            pidx = PEER_INDEX
             inner.addr("add", index=pidx, address=address, prefixlen=32)
             if address6:
                 inner.addr("add", index=pidx, address=address6, prefixlen=128, flags=0x02)
@@ -233,6 +239,7 @@ def attach_routed(host_name: str, pid: int, mac: str, address: str, gateway: str
             if address6:
                 inner.route("add", dst="::/0", gateway=GATEWAY6_LL, oif=pidx, family=10)
         except Exception as exc:
+            delete_link(host_name)
             raise _fail("cannot configure eth0 in the container", exc) from exc
 
 
