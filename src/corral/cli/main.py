@@ -380,12 +380,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"corral {__version__}\n")
         return 0
     fast = _fast_parse(argv)
-    if fast is not None:
-        # run/exec will move processes into cgroups: let the kernel get ready
-        # while Python loads the rest (see cgroups.prime_attach).
-        from corral.host import prepare_for_start
-
-        prepare_for_start()
     args = fast or _parser().parse_args(argv)
     from corral.errors import CorralError
 
@@ -407,11 +401,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"corral: error: {exc}\n  hint: rerun with --debug for details\n")
         return 1
-    finally:
-        if fast is not None:
-            from corral.host import finish
-
-            finish()
 
 
 def _host(args: Any) -> Any:

@@ -33,20 +33,6 @@ def root_id(root: str) -> str:
     return f"{zlib.crc32(root.encode()) & 0xFFFFFF:06x}"
 
 
-def prepare_for_start() -> None:
-    """Called by fronts first thing for commands that will start processes in a container."""
-    if os.geteuid() == 0:
-        from corral import cgroups
-
-        cgroups.prime_attach()
-
-
-def finish() -> None:
-    from corral import cgroups
-
-    cgroups.reap_primers()
-
-
 class Host:
     """One state root: a "host" of containers."""
 

@@ -15,11 +15,11 @@ libc = ctypes.CDLL(None, use_errno=True)
 # riscv64) differ from x86_64's historical table for the older calls.
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "pidfd_getfd": 438, "mount_setattr": 442,
-               "open_tree": 428, "move_mount": 429},
+               "open_tree": 428, "move_mount": 429, "clone3": 435},
     "aarch64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442,
-                "open_tree": 428, "move_mount": 429},
+                "open_tree": 428, "move_mount": 429, "clone3": 435},
     "riscv64": {"pivot_root": 41, "pidfd_getfd": 438, "mount_setattr": 442,
-                "open_tree": 428, "move_mount": 429},
+                "open_tree": 428, "move_mount": 429, "clone3": 435},
 }
 SYSCALL_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["aarch64"])
 

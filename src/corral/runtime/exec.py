@@ -36,7 +36,9 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
     # Checked after taking the pidfd: from here on the pidfd pins this very process.
     if pidfd < 0 or not proc.is_alive(init_pid, None) or not still_init():
         raise InvalidStateError("the container's init is gone", hint="Start it again.")
-    procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs]
+    from corral.runtime.cgjoin import CgroupJoin
+
+    cgroups = CgroupJoin(cgroup_procs)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     # -t: the terminal is made inside the container, on its own devpts (as LXC
     # does), so the command sees a tty it can name and no host pty reaches it;
@@ -61,13 +63,12 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
         join |= ns.CLONE_NEWUSER  # an unprivileged container: its ids, its capabilities
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
-    pid = os.fork()
+    pid = cgroups.fork()
     if pid == 0:
-        _child(pidfd, procs, err_w, pty_sock[1].fileno() if pty_sock else -1, spec, join,
+        _child(pidfd, cgroups, err_w, pty_sock[1].fileno() if pty_sock else -1, spec, join,
                bounding, program)
     os.close(err_w)
-    for fd in procs:
-        os.close(fd)
+    cgroups.close()
     os.close(pidfd)
     try:
         if pty_sock is not None:
@@ -106,7 +107,7 @@ def _filter_of(init_status: str, filters: Any) -> bytes:
     return b"" if mode == "0" else filters.program()
 
 
-def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSpec,
+def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
            join: int, bounding: frozenset[int], program: bytes) -> None:
     # Everything this child needs must be imported before setns: afterwards
     # the container's root is its root, and Python's library is not there.
@@ -125,8 +126,7 @@ def _child(pidfd: int, procs: list[int], err_w: int, pty_sock: int, spec: ExecSp
         # container's PID namespace: non-dumpable, so the container's processes
         # cannot open its /proc/<pid>/exe, memory or fds (CVE-2019-5736 class).
         ns.prctl(ns.PR_SET_DUMPABLE, 0)
-        for fd in procs:
-            os.write(fd, b"0")
+        cgroups.join()
         ns.setns(pidfd, join)
         step = "resolving the user"
         uid, gid, home, groups = _resolve_user(spec.user)

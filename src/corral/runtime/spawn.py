@@ -3,7 +3,9 @@
 Processes and the handshake between them (numbers match the comments)::
 
     caller (corral CLI, single-threaded)
-      └─ fork ─ intermediate: #1 joins the cgroups, unshares every namespace
+      └─ fork ─ intermediate: #0 makes the cgroups, #1 joins them (on a host
+                with cgroup2: as a child cloned into them, the parent waits),
+                unshares every namespace
                   └─ fork ─ init (PID 1 inside): #2 mounts the root and pivots,
                             reports "ready", #4 waits for "go" (carrying files to
                             write, e.g. /etc/hosts), #5 drops privileges and execs
@@ -189,9 +191,7 @@ def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
             _private_mounts(spec)
         # #1: join the cgroups first, so the cgroup namespace's root is the
         # container's own cgroup and every later process is accounted.
-        for path in spec.cgroup_procs:
-            with open(path, "w") as f:
-                f.write("0")
+        _join_cgroups(spec.cgroup_procs)
         staged = _enter_userns(spec) if spec.userns else None
         # With a user namespace, every namespace made here is owned by it.
         ns.unshare(NAMESPACES | (ns.CLONE_NEWNET if spec.netns else 0))
@@ -204,6 +204,27 @@ def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
         send(report_w, ("pid", init_pid))  # #3
     finally:
         os._exit(0)
+
+
+def _join_cgroups(procs_files: tuple[str, ...]) -> None:
+    """Go on in the container's cgroups without the kernel's attach wait (see
+    ``runtime.cgjoin``): on a host with cgroup2, as a child born in its cgroup2
+    directory, this process waiting for it and exiting."""
+    from corral.runtime.cgjoin import CgroupJoin
+
+    join = CgroupJoin(procs_files)
+    if join.v2_dir < 0:
+        join.join()
+        return
+    pid = join.fork()
+    if pid == 0:
+        join.join()
+        return
+    join.close()
+    try:
+        os.waitpid(pid, 0)
+    finally:
+        os._exit(0)  # the child reports (or fails) on the same pipe
 
 
 def _private_mounts(spec: InitSpec) -> None:
@@ -219,7 +240,7 @@ def _private_mounts(spec: InitSpec) -> None:
     m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
     disk, point = spec.rootfs.disk, spec.rootfs.disk_mount
     if disk is not None and point is not None:
-        m.mount(disk, point, "ext4", m.MS_NOSUID | m.MS_NODEV)
+        m.mount(disk, point, spec.rootfs.disk_fstype, m.MS_NOSUID | m.MS_NODEV)
         for d in ("upper", "work"):
             if not os.path.isdir(f"{point}/{d}"):
                 os.mkdir(f"{point}/{d}", 0o755)
