@@ -56,38 +56,44 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return call("prctl", libc.prctl, option, arg2, arg3, arg4, arg5)
 
 
+_CLONE_VM = 0x00000100
+_SIGCHLD = 17
+_HOLDER_STACK = 16384
+
+libc.clone.restype = ctypes.c_int
+libc.clone.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+
+
 def make_userns(uid_base: int, gid_base: int, size: int, inside: int = 0) -> int:
     """A new user namespace mapping ids inside..inside+size-1 to the host's
     ``*_base``...; its fd (also used only as an id map for idmapped mounts).
 
-    A helper child unshares it and this process (privileged in the parent
-    namespace) writes the maps, as newuidmap does; the namespace lives on
-    through the returned fd after the helper is gone.
+    A holder process is cloned into the new namespace and this process
+    (privileged in the parent namespace) writes its maps, as newuidmap does;
+    the namespace lives on through the returned fd after the holder is gone.
+    The holder shares this process's memory (CLONE_VM) and runs nothing but
+    libc's pause() on a stack of its own until it is killed: no Python runs
+    in it, and no page is copied for it, unlike a fork of the interpreter.
     """
     import os
+    import _signal as signal
 
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-    done_r, done_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(ready_r)
-            os.close(done_w)
-            unshare(CLONE_NEWUSER)
-            os.write(ready_w, b"1")
-            os.read(done_r, 1)  # hold the namespace until the parent has its fd
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.close(done_r)
+    stack = ctypes.create_string_buffer(_HOLDER_STACK)
+    top = (ctypes.addressof(stack) + _HOLDER_STACK) & ~15
+    # The holder shares our signal handlers' memory: with every signal blocked
+    # (it inherits the mask) nothing but SIGKILL reaches it.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        if os.read(ready_r, 1) != b"1":
-            raise OSError(1, "unshare(CLONE_NEWUSER) failed")
+        pid = call("clone", libc.clone, ctypes.cast(libc.pause, ctypes.c_void_p), top,
+                   _CLONE_VM | CLONE_NEWUSER | _SIGCHLD, None)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    try:
         for name, base in (("uid_map", uid_base), ("gid_map", gid_base)):
             with open(f"/proc/{pid}/{name}", "w") as f:
                 f.write(f"{inside} {base} {size}\n")
         return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     finally:
-        os.close(ready_r)
-        os.close(done_w)
+        os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        del stack  # only now: the holder ran on it
