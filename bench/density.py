@@ -204,6 +204,11 @@ class Peer:
     def cleanup(self) -> None: ...
 
 
+# Corral's default network is a /24; for more containers the bench makes it
+# larger (inside Corral's own pool 10.200.0.0/13, apart from LXC's 10.198/16).
+CORRAL_BIG_SUBNET = "10.206.0.0/20"
+
+
 class CorralPeer(Peer):
     name = "corral"
     stats_how = "stats --all --json"
@@ -221,6 +226,8 @@ class CorralPeer(Peer):
 
     def prepare(self) -> None:
         run(*self.c, "template", "build", "tiny")
+        if self.k > 250:  # the default network is a /24
+            run(*self.c, "network", "create", "default", "--subnet", CORRAL_BIG_SUBNET)
         parallel(lambda i: run(*self.c, "create", f"c{i}", "--template", "tiny"),
                  range(self.k), 8)
 
