@@ -82,7 +82,8 @@ def set_limits(host: Host, name: str, changes: dict[str, Any]) -> dict[str, Any]
 
 def _set_disk(host: Host, name: str, cfg: Any, old: int, new: int, running: bool,
               state: Any) -> None:
-    """Grow live, shrink when stopped and the data fits; validated before any change."""
+    """Grow or shrink, live too (btrfs images; older ext4 ones grow live only with
+    CAP_SYS_RESOURCE and shrink when stopped); refused below what is in use."""
     from corral.cgroups.resources import UNLIMITED
     from corral.errors import InvalidStateError
     from corral.storage import disk
@@ -99,10 +100,16 @@ def _set_disk(host: Host, name: str, cfg: Any, old: int, new: int, running: bool
         return
     if new == UNLIMITED:
         raise ValidationError("a disk quota cannot be lifted", hint="Set a larger size instead.")
-    used = disk.usage(image, f"/proc/{state.pid}/root" if running else None)
+    live = f"/proc/{state.pid}/root" if running else None
+    if live is not None:
+        disk.sync(live)  # what it just wrote counts
+    used = disk.usage(image, live)
     if new < used:
         raise ValidationError(f"--disk {new} is less than the {used} bytes in use",
                               hint="Free space inside the container first.")
+    if disk.fstype(image) == "btrfs":
+        disk.resize(image, new, running)  # btrfs may still refuse a shrink
+        return
     if new > old:
         if running:
             disk.grow_live(image, new)  # checks that the kernel will let us, first
