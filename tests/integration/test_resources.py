@@ -136,12 +136,25 @@ def test_proc_files_show_the_containers_own_limits_and_uptime(corral: Corral) ->
 
 def test_disk_quota_enospc_grow_and_shrink(corral: Corral) -> None:
     import subprocess
+    import tempfile
 
     corral("create", "d1", "--template", "tiny", "--net", "none", "--disk", "48M", "--start")
     corral("create", "d2", "--template", "tiny", "--net", "none", "--start")
-    assert "loop device" in corral.info("d1")["disk_quota"]
-    p = corral.run("exec", "d1", "--", "dd", "if=/dev/zero", "of=/root/fill", "bs=1M",
-                   "count=80", check=False)
+    quota = corral.info("d1")["disk_quota"]
+    assert "loop device" in quota and "btrfs" in quota, quota
+    image = corral.root / "containers" / "d1" / "disk.img"
+
+    def fill(path: str, mb: int) -> subprocess.CompletedProcess[str]:
+        return corral.run("exec", "d1", "--", "dd", "if=/dev/zero", f"of={path}", "bs=1M",
+                          f"count={mb}", check=False)
+
+    def disk_is(size: int) -> None:  # the config, the image and the filesystem agree
+        assert corral.json("info", "d1")["limits"]["disk"] == size  # type: ignore[index]
+        assert image.stat().st_size == size
+        df = corral("exec", "d1", "--", "df", "-k", "/").splitlines()[-1].split()
+        assert int(df[1]) * 1024 == size, df
+
+    p = fill("/root/fill", 80)
     assert p.returncode != 0 and "No space left on device" in p.stderr
     # only that container is full: its neighbour writes fine
     corral("exec", "d2", "--", "dd", "if=/dev/zero", "of=/root/fill", "bs=1M", "count=60")
@@ -153,22 +166,94 @@ def test_disk_quota_enospc_grow_and_shrink(corral: Corral) -> None:
     # shrinking below what is used is refused, and nothing changes
     p = corral.run("set", "d1", "--disk", "16M", check=False)
     assert p.returncode != 0 and "in use" in p.stderr
-    assert corral.json("info", "d1")["limits"]["disk"] == 48 * MiB  # type: ignore[index]
-    # grow (offline where the kernel withholds online resize), then the write fits
-    corral("stop", "d1", "--timeout", "2")
-    corral("set", "d1", "--disk", "128M")
-    corral("start", "d1")
-    corral("exec", "d1", "--", "dd", "if=/dev/zero", "of=/root/more", "bs=1M", "count=40")
+    disk_is(48 * MiB)
+    # the kernel resizes btrfs only to 256M or more: refused up front, nothing changes
+    corral("exec", "d1", "--", "rm", "/root/fill")
+    p = corral.run("set", "d1", "--disk", "128M", check=False)
+    assert p.returncode != 0 and "256M" in p.stderr and "Traceback" not in p.stderr
+    disk_is(48 * MiB)
+    # grow live: more than the old size fits, and ENOSPC comes at the new limit
+    corral("set", "d1", "--disk", "320M")
+    disk_is(320 * MiB)
+    assert fill("/root/more", 100).returncode == 0
+    p = fill("/root/fill", 400)
+    assert p.returncode != 0 and "No space left on device" in p.stderr
+    used = corral.json("stats", "d1")["disk_bytes"]  # type: ignore[index]
+    assert 300 * MiB < used <= 320 * MiB, used
+    # shrinking live below what is in use is refused, and nothing changes
+    p = corral.run("set", "d1", "--disk", "256M", check=False)
+    assert p.returncode != 0 and "in use" in p.stderr
+    disk_is(320 * MiB)
+    # btrfs itself may refuse a shrink that the usage allows (here 240M of scattered
+    # extents into 256M): said so, and nothing changes
+    corral("exec", "d1", "--", "sh", "-c", "rm /root/fill /root/more; "
+           "for i in $(seq 20); do dd if=/dev/zero of=/root/f$i bs=1M count=10 2>/dev/null; done;"
+           " rm /root/f*[13579]; dd if=/dev/zero of=/root/big bs=1M count=140 2>/dev/null")
+    p = corral.run("set", "d1", "--disk", "256M", check=False)
+    assert p.returncode != 0 and "could not be moved" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 2  # error, hint
+    disk_is(320 * MiB)
+    # shrink live once it fits: btrfs moves the data below the new end
+    corral("exec", "d1", "--", "sh", "-c", "rm /root/f* /root/big")
+    assert fill("/root/more", 100).returncode == 0
+    corral("set", "d1", "--disk", "256M")
+    disk_is(256 * MiB)
+    assert corral("exec", "d1", "--", "stat", "-c", "%s", "/root/more") == f"{100 * MiB}\n"
+    p = fill("/root/fill", 300)
+    assert p.returncode != 0 and "No space left on device" in p.stderr
+    used = corral.json("stats", "d1")["disk_bytes"]  # type: ignore[index]
+    assert 240 * MiB < used <= 256 * MiB, used
     corral("exec", "d1", "--", "rm", "/root/fill", "/root/more")
+    # stopped: grown and shrunk the same way (the image is attached for it)
     corral("stop", "d1", "--timeout", "2")
-    corral("set", "d1", "--disk", "40M")  # shrink when stopped and it fits
+    corral("set", "d1", "--disk", "400M")
+    corral("set", "d1", "--disk", "300M")
     corral("start", "d1")
+    disk_is(300 * MiB)
     assert "overlay" in corral("exec", "d1", "--", "df", "-h", "/")
-    # no loop device or mount of it is left in the host's namespace
+    # no loop device or mount of it is left in the host's namespace (the resizes'
+    # mounts were in namespaces of their own), nor their mount points
     with open("/proc/self/mountinfo") as f:
-        assert "disk" not in f.read()
+        mounts = f.read()
+    loop = subprocess.run(["losetup", "-j", str(image)], capture_output=True,
+                          text=True).stdout.partition(":")[0]
+    assert loop.startswith("/dev/loop") and f" {loop} " not in mounts, (loop, mounts)
+    assert "disk" not in mounts
+    assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("corral-disk-")]
     out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     assert str(corral.root) not in out or "d1" in out  # only the running container's
+
+
+def test_disk_quota_ext4_image_made_before_still_works(corral: Corral) -> None:
+    """An ext4 image (what --disk made before btrfs) mounts, fills, and resizes its old way."""
+    import subprocess
+
+    corral("create", "old", "--template", "tiny", "--net", "none", "--disk", "32M")
+    image = corral.root / "containers" / "old" / "disk.img"
+    image.unlink()
+    with open(image, "wb") as f:
+        f.truncate(32 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    corral("start", "old")
+    assert "ext4" in corral.info("old")["disk_quota"]
+    p = corral.run("exec", "old", "--", "dd", "if=/dev/zero", "of=/root/f", "bs=1M",
+                   "count=40", check=False)
+    assert p.returncode != 0 and "No space left on device" in p.stderr
+    corral("exec", "old", "--", "rm", "/root/f")
+    with open("/proc/self/status") as f:
+        sys_resource = int(next(x for x in f if x.startswith("CapEff:")).split()[1], 16) >> 24 & 1
+    p = corral.run("set", "old", "--disk", "64M", check=False)  # grow live: ext4 online resize
+    assert (p.returncode == 0) == bool(sys_resource), p.stderr
+    if p.returncode != 0:
+        assert "CAP_SYS_RESOURCE" in p.stderr
+    p = corral.run("set", "old", "--disk", "24M", check=False)  # shrink: only when stopped
+    assert p.returncode != 0 and "stopped" in p.stderr
+    corral("stop", "old", "--timeout", "2")
+    corral("set", "old", "--disk", "64M")
+    corral("set", "old", "--disk", "48M")
+    corral("start", "old")
+    assert image.stat().st_size == 48 * MiB
+    corral("exec", "old", "--", "dd", "if=/dev/zero", "of=/root/f", "bs=1M", "count=36")
 
 
 def test_disk_refused_when_invalid(corral: Corral, state_root) -> None:  # type: ignore[no-untyped-def]
