@@ -191,7 +191,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
     if cfg.rootfs is not None:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
-        from corral.storage import layers
+        from corral.storage import disk, layers
 
         lower = tuple(p.layer_tree(i) for i in cfg.layers)
         owners = tuple(layers.owner_of(i) for i in cfg.layers)
@@ -201,6 +201,8 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), lower=lower, lower_owners=owners,
                             upper=p.upper(cfg.name), work=p.work(cfg.name),
                             disk=disk_loop, disk_mount=p.disk_mount(cfg.name) if disk_loop
+                            else None,
+                            disk_fstype=disk.fstype(p.disk_image(cfg.name)) if disk_loop
                             else None)
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
@@ -267,8 +269,8 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
     limits = cfg.limits
 
     def make_cgroups() -> None:
-        # Runs in the intermediate process (see spawn.spawn): creating ~20
-        # cgroups costs the kernel milliseconds the caller spends on its records.
+        # Called by spawn.spawn, before the fork the container's first process
+        # is born in them (or in that process, for a disk image; see there).
         try:
             cg.create(restrict_devices=cfg.devices == "default")
         except OSError as exc:
@@ -587,6 +589,8 @@ def exec_in(host: Host, name: str, spec: ExecSpec) -> int:
 # -- info / list ----------------------------------------------------------------------------
 
 def info(host: Host, name: str) -> dict[str, Any]:
+    from corral.storage import disk
+
     cfg = host.load_config(name)
     state = host.load_state(name)
     current = host.status(name, state)
@@ -620,7 +624,7 @@ def info(host: Host, name: str) -> dict[str, Any]:
         "boot_order": cfg.boot_order,
         "boot_delay": cfg.boot_delay,
         "limits": cfg.limits,
-        "disk_quota": "image (ext4 on a loop device, mounted only inside the container)"
+        "disk_quota": disk.describe(host.paths.disk_image(name))
         if _has_disk_quota(cfg) else "none",
     }
     addresses = [i["ip"] for i in state.net.get("interfaces", [])] + \

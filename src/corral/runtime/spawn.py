@@ -2,17 +2,16 @@
 
 Processes and the handshake between them (numbers match the comments)::
 
-    caller (corral CLI, single-threaded)
-      └─ fork ─ intermediate: #0 makes the cgroups, #1 joins them (on a host
-                with cgroup2: as a child cloned into them, the parent waits),
-                unshares every namespace
+    caller (corral CLI, single-threaded): #0 makes the cgroups
+      └─ fork ─ intermediate, born in the cgroups: #1 unshares every namespace
                   └─ fork ─ init (PID 1 inside): #2 mounts the root and pivots,
                             reports "ready", #4 waits for "go" (carrying files to
                             write, e.g. /etc/hosts), #5 drops privileges and execs
                   intermediate #3 reports the init's host PID and exits
 
-The caller wires what needs the init's PID (network) between "ready" and
-"go".  Messages are ``marshal``-encoded (built in, no import cost) and
+A container with a disk image differs at #0/#1: the intermediate makes the
+cgroups, mounts the image, then joins them (see ``spawn``).  The caller
+wires what needs the init's PID (network) between "ready" and "go".  Messages are ``marshal``-encoded (built in, no import cost) and
 length-prefixed.  The report pipe is close-on-exec, so the caller sees EOF
 exactly when the init has exec'd, or an error message if anything failed.
 The intermediate exits at once, so no process of ours stays per container:
@@ -37,6 +36,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from corral.runtime.cgjoin import CgroupJoin
 
 _LEN = struct.Struct("<I")
 
@@ -127,23 +128,44 @@ def spawn(spec: InitSpec, console: str | None = None,
           prepare: Callable[[], object] | None = None) -> Spawned:
     """#1–#3: create the init in new namespaces; it waits for ``Spawned.release``.
 
-    ``prepare`` runs first in the intermediate process (#0: creating the
-    container's cgroups), and ``meanwhile`` in the caller at the same time:
-    making and joining cgroups costs the kernel milliseconds that the caller
-    spends writing its records.  An error in ``prepare`` is reported like any
-    other failure of the children.
+    ``prepare`` creates the container's cgroups (#0).  Normally it runs here
+    and the intermediate process is born in them (see ``runtime.cgjoin``);
+    ``meanwhile`` runs in the caller while the children set up namespaces.
+    A container with a disk image must mount it before joining its cgroups
+    (their device allow-list has no block devices): then ``prepare`` runs in
+    the intermediate, which joins later, and ``meanwhile`` runs meanwhile.
+    An error in the children is reported on the pipe and raised here.
     """
+    from corral.runtime.cgjoin import CgroupJoin
+
+    at_birth = spec.rootfs.disk is None
+    join = None
+    if at_birth:
+        if prepare is not None:
+            prepare()
+            prepare = None
+        join = CgroupJoin(spec.cgroup_procs)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     log_fd = -1
     if spec.console_log is not None:
         log_fd = os.open(spec.console_log,
                          os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    pid = os.fork()
+    try:
+        pid = join.fork() if join is not None else os.fork()
+    except BaseException:
+        for fd in (report_r, report_w, go_r, go_w, log_fd):
+            if fd >= 0:
+                os.close(fd)
+        if join is not None:
+            join.close()
+        raise
     if pid == 0:  # intermediate
         os.close(report_r)
         os.close(go_w)
-        _intermediate(spec, console, report_w, go_r, log_fd, prepare)
+        _intermediate(spec, console, report_w, go_r, log_fd, prepare, join)
+    if join is not None:
+        join.close()
     os.close(report_w)
     os.close(go_r)
     if log_fd >= 0:
@@ -180,18 +202,22 @@ def spawn(spec: InitSpec, console: str | None = None,
 
 
 def _intermediate(spec: InitSpec, console: str | None, report_w: int, go_r: int,
-                  log_fd: int, prepare: Callable[[], object] | None) -> None:
+                  log_fd: int, prepare: Callable[[], object] | None,
+                  join: CgroupJoin | None) -> None:
     try:
         if prepare is not None:  # #0
             prepare()
     except BaseException as exc:
         _fail(report_w, "", exc)
     try:
+        # #1: in the cgroups first, so the cgroup namespace's root is the
+        # container's own cgroup and every later process is accounted.
+        if join is not None:
+            join.join()
         if spec.userns or spec.rootfs.disk is not None:
             _private_mounts(spec)
-        # #1: join the cgroups first, so the cgroup namespace's root is the
-        # container's own cgroup and every later process is accounted.
-        _join_cgroups(spec.cgroup_procs)
+        if join is None:
+            _join_cgroups(spec.cgroup_procs)
         staged = _enter_userns(spec) if spec.userns else None
         # With a user namespace, every namespace made here is owned by it.
         ns.unshare(NAMESPACES | (ns.CLONE_NEWNET if spec.netns else 0))

@@ -64,12 +64,14 @@ class RootfsSpec(_Spec):
         "bind": None,  # --rootfs DIR: bind this directory instead of an overlay
         "disk": None,  # a loop device holding upper and work (disk quota), mounted first
         "disk_mount": None,  # where, inside the new mount namespace only
+        "disk_fstype": None,  # its filesystem: btrfs (ext4 for images made before)
         "premounted": False,  # the root is already at mountpoint (staged for a user namespace)
     }
     __slots__ = tuple(_defaults)
     premounted: bool
     disk: str | None
     disk_mount: str | None
+    disk_fstype: str | None
     mountpoint: str
     lower: tuple[str, ...]
     lower_owners: tuple[int, ...]
