@@ -12,6 +12,7 @@ filter denies bpf(2).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 
@@ -91,12 +92,17 @@ def program(rules: tuple[tuple[str, int, int, str], ...] = ALLOWED) -> bytes:
 
 def _bpf(cmd: int, attr: bytes) -> int:
     buf = ctypes.create_string_buffer(attr, len(attr))
-    ret = libc.syscall(ctypes.c_long(_SYS_BPF[os.uname().machine]), ctypes.c_long(cmd), buf,
-                       ctypes.c_long(len(attr)))
-    if ret < 0:
+    # The verifier gives up with EAGAIN when a signal is pending (a sibling's
+    # SIGCHLD during a parallel start, say); libbpf retries the same way.
+    for attempt in range(5):
+        ret = libc.syscall(ctypes.c_long(_SYS_BPF[os.uname().machine]), ctypes.c_long(cmd),
+                           buf, ctypes.c_long(len(attr)))
+        if ret >= 0:
+            return int(ret)
         err = ctypes.get_errno()
-        raise OSError(err, f"bpf({cmd}): {os.strerror(err)}")
-    return int(ret)
+        if err not in (errno.EAGAIN, errno.EINTR) or attempt == 4:
+            raise OSError(err, f"bpf({cmd}): {os.strerror(err)}")
+    raise AssertionError("unreachable")
 
 
 def attach_v2(cgroup_dir: str, rules: tuple[tuple[str, int, int, str], ...] = ALLOWED) -> None:
