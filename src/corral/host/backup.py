@@ -329,6 +329,7 @@ def restore(host: Host, archive: str, name: str | None = None, *,
                 undo.add(lambda: lifecycle.destroy(host, name, force=True, gc=False))
                 if index.get("disk"):  # replaces the empty image create made
                     _unpack(f"{scratch}/disk.tar.zst", host.paths.container_dir(name))
+                    disk.new_identity(host.paths.disk_image(name))  # the original may run
                     disk.shift_ids(host.paths.disk_image(name), owner,
                                    cfg.idmap["base"] if cfg.idmap else 0)
                 os.makedirs(host.paths.snapshots(name), 0o700, exist_ok=True)

@@ -71,11 +71,17 @@ def _copy_image(src: str, dst: str) -> None:
     import subprocess
 
     from corral.errors import CommandError
+    from corral.storage import disk
 
     proc = subprocess.run(["cp", "--reflink=auto", "--sparse=always", "--", src, f"{dst}.tmp"],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise CommandError(f"copying {src} failed: {proc.stderr.strip()[-300:]}")
+    try:
+        disk.new_identity(f"{dst}.tmp")
+    except BaseException:
+        os.unlink(f"{dst}.tmp")
+        raise
     os.rename(f"{dst}.tmp", dst)
 
 

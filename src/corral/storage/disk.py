@@ -76,6 +76,18 @@ def create(image: str, size: int) -> None:
     _run(["mkfs.btrfs", "-q", "-f", "--mixed", image], "cannot make the disk image")
 
 
+def new_identity(image: str) -> None:
+    """Give a copied btrfs image a filesystem id of its own.
+
+    The kernel keeps one record per btrfs fsid: before Linux 6.7 it refuses
+    to mount a copy while its source is mounted (a clone beside its running
+    source, a restore beside the original).  ``btrfstune -m`` rewrites only
+    the superblock (the old id stays as metadata_uuid, Linux >= 5.0).
+    """
+    if fstype(image) == "btrfs":
+        _run(["btrfstune", "-f", "-m", image], "cannot give the copied disk image a new id")
+
+
 def fstype(image: str) -> str:
     """The image's filesystem from its superblock: ``btrfs``, or ``ext4`` (older images)."""
     with open(image, "rb") as f:
@@ -245,7 +257,15 @@ def _btrfs_resize(loop: str, size: int, *, shrink: bool) -> None:
         fd = os.open(point, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fs.syncfs(fd)  # data still to be allocated takes part in a shrink
-            fcntl.ioctl(fd, _BTRFS_IOC_RESIZE, args)
+            try:
+                fcntl.ioctl(fd, _BTRFS_IOC_RESIZE, args)
+            except OSError as exc:
+                if not (shrink and exc.errno == errno.ENOSPC):
+                    raise
+                # Extents of files deleted just before are free only once a
+                # transaction that saw the deletion has committed: once more.
+                fs.syncfs(fd)
+                fcntl.ioctl(fd, _BTRFS_IOC_RESIZE, args)
         finally:
             os.close(fd)
 
