@@ -191,7 +191,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
     if cfg.rootfs is not None:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
-        from corral.storage import disk, layers
+        from corral.storage import layers
 
         lower = tuple(p.layer_tree(i) for i in cfg.layers)
         owners = tuple(layers.owner_of(i) for i in cfg.layers)
@@ -202,7 +202,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                             upper=p.upper(cfg.name), work=p.work(cfg.name),
                             disk=disk_loop, disk_mount=p.disk_mount(cfg.name) if disk_loop
                             else None,
-                            disk_fstype=disk.fstype(p.disk_image(cfg.name)) if disk_loop
+                            disk_fstype=_disk_fstype(p.disk_image(cfg.name)) if disk_loop
                             else None)
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
@@ -233,6 +233,12 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
     )
+
+
+def _disk_fstype(image: str) -> str:
+    from corral.storage import disk  # only here: it imports subprocess (~7 ms)
+
+    return disk.fstype(image)
 
 
 def _caps(cfg: ContainerConfig) -> tuple[str, ...]:
