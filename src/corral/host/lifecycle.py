@@ -261,12 +261,12 @@ def _guest_files(cfg: ContainerConfig) -> dict[str, tuple[bytes, int]]:
 
 
 def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
-            argv: list[str] | None = None, durable: bool = True,
+            argv: list[str] | None = None,
             meanwhile: Any = None, console_socket: int = -1) -> RuntimeState:
     """Cgroup, namespaces, root, exec; the container's lock is held by the caller.
 
-    ``meanwhile`` runs while the kernel moves the new processes into their
-    cgroups (see ``spawn.spawn``).
+    ``meanwhile`` runs while the children set up the namespaces (see
+    ``spawn.spawn``).
     """
     from corral.linux import proc
     from corral.runtime import spawn
@@ -305,7 +305,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
             disk.release(loop)
         state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
                              started=time.time(), cgroup=cg.group)
-        host.save_state(cfg.name, state, durable=durable)
+        host.save_state(cfg.name, state)
         undo.add(host.clear_state, cfg.name)
         files = _guest_files(cfg)
         if cfg.guest:
@@ -317,7 +317,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
 
             undo.add(lambda: network.detach(host.net, cfg.name, state.net))
             state.net = network.attach(host.net, cfg.name, child.pid, cfg.network)
-            host.save_state(cfg.name, state, durable=durable)
+            host.save_state(cfg.name, state)
             for path, content in network.guest_files(state.net, cfg.effective_hostname).items():
                 files[path] = (content, 0o644)
         child.release(files)
@@ -515,7 +515,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
             undo.success()
         try:
             # An ephemeral container's records need not survive a power cut.
-            state = _launch(host, cfg, foreground=True, argv=cfg.init, durable=not remove,
+            state = _launch(host, cfg, foreground=True, argv=cfg.init,
                             meanwhile=lambda: _write_records_early(host, cfg, remove))
         except BaseException:
             if remove or not host.exists(cfg.name):

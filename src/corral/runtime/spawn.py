@@ -292,8 +292,10 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
         os.chown(cg, uid_base, gid_base)
         for name in ("cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control",
                      "cgroup.clone_children", "notify_on_release"):
-            if os.path.exists(f"{cg}/{name}"):
+            try:
                 os.chown(f"{cg}/{name}", uid_base, gid_base)
+            except FileNotFoundError:
+                pass  # v1 and v2 differ in which of these they have
     userns_fd = ns.make_userns(uid_base, gid_base, size)
     try:
         staged = rootfs.stage_idmapped(spec.rootfs, userns_fd, uid_base, size)
