@@ -40,3 +40,35 @@ def test_stop_all_waits_for_every_init_at_once(corral: Corral) -> None:
     assert set(_states(corral).values()) == {"stopped"}
     p = corral.run("stop", "s0", "s1", check=False)  # named, already stopped: reported
     assert p.returncode != 0 and "stop failed for 2 of 2" in p.stderr
+
+
+def test_stop_all_with_descriptors_past_select_limit(corral: Corral) -> None:
+    """A thousand containers mean a thousand pidfds and locks: fd numbers past 1024,
+    which select() cannot wait on (it raised a traceback once)."""
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import CORRAL
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        import pytest
+
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 2048")
+    for i in range(2):
+        corral("create", f"f{i}", "--template", "tiny", "--net", "none")
+    corral("start", "--all")
+    # The CLI starts with 1100 descriptors open (inherited through exec), so its
+    # own are numbered above 1100.
+    opener = ("import os, resource, sys; "
+              "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+              "resource.setrlimit(resource.RLIMIT_NOFILE, "
+              "(4096 if hard < 0 else min(4096, hard), hard)); "
+              "[os.set_inheritable(os.open('/dev/null', os.O_RDONLY), True) "
+              "for _ in range(1100)]; "
+              "os.execv(sys.argv[1], sys.argv[1:])")
+    p = subprocess.run([sys.executable, "-c", opener, CORRAL, "--root", str(corral.root),
+                        "stop", "--all", "--timeout", "5"], capture_output=True, text=True)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert set(_states(corral).values()) == {"stopped"}

@@ -385,7 +385,9 @@ def _stop_locked(host: Host, name: str, state: RuntimeState, *, timeout: float) 
         if pidfd >= 0:
             import select
 
-            select.select([pidfd], [], [], timeout)
+            poller = select.poll()  # any fd number (a daemon may hold more than 1024)
+            poller.register(pidfd, select.POLLIN)
+            poller.poll(int(timeout * 1000))
         _kill_cgroup(host.cgroup(name))
     finally:
         if pidfd >= 0:
@@ -458,11 +460,15 @@ def stop_many(host: Host, names: list[str], *, timeout: float) -> list[tuple[str
                 pending[fd] = name
             stopping.append((name, state))
         deadline = time.monotonic() + timeout
+        # poll, not select: a thousand pidfds go past select's FD_SETSIZE (1024).
+        poller = select.poll()
+        for fd in pending:
+            poller.register(fd, select.POLLIN)
         try:
             while pending and time.monotonic() < deadline:
-                ready, _, _ = select.select(list(pending), [], [],
-                                            max(0.0, deadline - time.monotonic()))
-                for fd in ready:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                for fd, _event in poller.poll(left_ms):
+                    poller.unregister(fd)
                     os.close(fd)
                     del pending[fd]
         finally:
