@@ -361,26 +361,36 @@ def delete_network(ctx: NetContext, network: str) -> None:
 
 def allocate(ctx: NetContext, container: str, spec: dict[str, Any]) -> dict[str, str]:
     """Lease an address on each of the container's networks (persisted); network → address."""
+    return _allocate(ctx, container, spec)[0]
+
+
+def _allocate(ctx: NetContext, container: str, spec: dict[str, Any]
+              ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """``allocate``, also returning each network's record as read."""
     import ipaddress
     from corral.network import ipam
 
     if spec.get("mode", "none") == "none":
-        return {}
-    out = {}
+        return {}, {}
+    out: dict[str, str] = {}
+    recs: dict[str, dict[str, Any]] = {}
     for i, network in enumerate(spec["networks"]):
         rec = ensure_network(ctx, network)
-        leases = ipam.Leases(ctx.record(network))
-        with leases.lock:
-            rec = leases.load()
-            mine = rec["leases"].get(container)
-            if mine is None:
-                used = set(rec["leases"].values())
-                wanted = spec["ip"] if i == 0 and spec["ip"] != "auto" else None
-                mine = ipam.allocate(ipaddress.ip_network(rec["subnet"]), used, wanted)
-                rec["leases"][container] = mine
-                leases.save(rec)
+        mine = rec["leases"].get(container)
+        if mine is None:  # new: under the lock (a lease, once made, stays until destroy)
+            leases = ipam.Leases(ctx.record(network))
+            with leases.lock:
+                rec = leases.load()
+                mine = rec["leases"].get(container)
+                if mine is None:
+                    used = set(rec["leases"].values())
+                    wanted = spec["ip"] if i == 0 and spec["ip"] != "auto" else None
+                    mine = ipam.allocate(ipaddress.ip_network(rec["subnet"]), used, wanted)
+                    rec["leases"][container] = mine
+                    leases.save(rec)
         out[network] = mine
-    return out
+        recs[network] = rec
+    return out, recs
 
 
 def release(ctx: NetContext, container: str) -> None:
@@ -406,12 +416,12 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
 
     if spec.get("mode", "none") == "none":
         return {}
-    addrs = allocate(ctx, container, spec)
+    addrs, recs = _allocate(ctx, container, spec)
     state: dict[str, Any] = {"interfaces": [], "nameservers": spec.get("nameservers") or
                              host_nameservers(), "searchdomains": spec.get("searchdomains", [])}
     try:
         for i, network in enumerate(spec["networks"]):
-            rec = ensure_network(ctx, network)
+            rec = recs[network]
             plen = rec["subnet"].split("/")[1]
             v4 = addrs[network]
             if rec.get("mode") == "routed":
