@@ -105,22 +105,32 @@ def _bpf(cmd: int, attr: bytes) -> int:
     raise AssertionError("unreachable")
 
 
+# Programs this process has loaded, by rule set: every container it starts
+# gets the same one (verified once, one copy in the kernel for all of them).
+_loaded: dict[tuple[tuple[str, int, int, str], ...], int] = {}
+
+
+def _load(rules: tuple[tuple[str, int, int, str], ...]) -> int:
+    fd = _loaded.get(rules)
+    if fd is None:
+        insns = program(rules)
+        insns_buf = ctypes.create_string_buffer(insns, len(insns))
+        license_buf = ctypes.create_string_buffer(b"GPL")
+        attr = bytearray(128)
+        struct.pack_into("<IIQQ", attr, 0, _BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8,
+                         ctypes.addressof(insns_buf), ctypes.addressof(license_buf))
+        fd = _loaded[rules] = _bpf(_BPF_PROG_LOAD, bytes(attr))
+    return fd
+
+
 def attach_v2(cgroup_dir: str, rules: tuple[tuple[str, int, int, str], ...] = ALLOWED) -> None:
-    """Load the device program and attach it to a cgroup v2 directory."""
-    insns = program(rules)
-    insns_buf = ctypes.create_string_buffer(insns, len(insns))
-    license_buf = ctypes.create_string_buffer(b"GPL")
-    attr = bytearray(128)
-    struct.pack_into("<IIQQ", attr, 0, _BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8,
-                     ctypes.addressof(insns_buf), ctypes.addressof(license_buf))
-    prog_fd = _bpf(_BPF_PROG_LOAD, bytes(attr))
+    """Attach the device program to a cgroup v2 directory (loaded once per process;
+    the cgroup holds its own reference, the fd here is close-on-exec)."""
+    prog_fd = _load(rules)
+    cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        cg_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            attach = struct.pack("<IIII", cg_fd, prog_fd, _BPF_CGROUP_DEVICE,
-                                 _BPF_F_ALLOW_MULTI) + bytes(112)
-            _bpf(_BPF_PROG_ATTACH, attach)
-        finally:
-            os.close(cg_fd)
+        attach = struct.pack("<IIII", cg_fd, prog_fd, _BPF_CGROUP_DEVICE,
+                             _BPF_F_ALLOW_MULTI) + bytes(112)
+        _bpf(_BPF_PROG_ATTACH, attach)
     finally:
-        os.close(prog_fd)  # the cgroup keeps the program
+        os.close(cg_fd)
