@@ -4,6 +4,8 @@ pyroute2 takes ~100 ms to import).
 Idempotent where it matters (``ensure_*``); a missing link on removal is
 not an error.  Work inside a container's network namespace is done by
 entering it briefly (``in_netns``) and opening the netlink socket there.
+On the start path (``attach_veth``) pyroute2 only encodes the requests
+(IPBatch) and they go out in one write per namespace (``_send``).
 """
 
 from __future__ import annotations
@@ -140,38 +142,113 @@ def _veth_into(ipr: Any, host_name: str, mac: str, pid: int, inner_name: str,
         raise _fail(f"cannot create veth {host_name}", exc) from exc
 
 
+_compiler: Any = None
+
+
+def _batch() -> Any:
+    """pyroute2's request compiler (IPBatch): the same API as IPRoute, but the
+    requests are encoded into a buffer instead of sent one by one.  One per
+    process; reset before each use."""
+    global _compiler
+    if _compiler is None:
+        from pyroute2 import IPBatch
+
+        _compiler = IPBatch()
+    _compiler.reset()
+    return _compiler
+
+
+def _send(requests: bytes, what: str) -> None:
+    """Send compiled requests in one write on a netlink socket of the calling
+    thread's network namespace; raise for the first that failed.
+
+    The kernel runs the messages of one write in order and acknowledges each
+    (they carry NLM_F_ACK): one round trip instead of one per request, and
+    none of IPRoute's per-request machinery.
+    """
+    import socket
+    import struct
+
+    header = struct.Struct("=IHHII")  # struct nlmsghdr
+    expected = set()
+    off = 0
+    while off < len(requests):
+        length, _type, _flags, seq, _pid = header.unpack_from(requests, off)
+        expected.add(seq)
+        off += (length + 3) & ~3
+    first_error = 0
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       socket.NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        sock.settimeout(10)  # the kernel answers at once; never hang a start on it
+        sock.sendto(requests, (0, 0))
+        while expected:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                raise KernelError(f"{what}: no answer from the kernel") from None
+            off = 0
+            while off + header.size <= len(data):
+                length, kind, _flags, seq, _pid = header.unpack_from(data, off)
+                if kind == 2:  # NLMSG_ERROR: an acknowledgement, error 0 if none
+                    code = -struct.unpack_from("=i", data, off + header.size)[0]
+                    expected.discard(seq)
+                    if code and not first_error:
+                        first_error = code
+                off += max((length + 3) & ~3, header.size)
+    if first_error:
+        raise KernelError(f"{what}: {os.strerror(first_error)}", errno=first_error)
+
+
+def _ifindex(name: str) -> int | None:
+    try:
+        with open(f"/sys/class/net/{name}/ifindex") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
                 addresses: list[str], gateways: list[str], inner_name: str = "eth0",
                 peer_index: int = PEER_INDEX) -> None:
     """A veth pair: ``host_name`` on the host (on ``bridge`` if given), ``inner_name``
     (index ``peer_index``) in the network namespace of ``pid`` with ``addresses``
-    and default routes via ``gateways``.  Seven netlink requests in all."""
-    with _ipr() as ipr:
-        host_end: dict[str, Any] = {"state": "up"}
-        if bridge is not None:
-            master = link_index(ipr, bridge)
-            if master is None:
-                raise KernelError(f"bridge {bridge} is missing",
-                                  hint="corral doctor --fix recreates it")
-            host_end["master"] = master
-        _veth_into(ipr, host_name, mac, pid, inner_name, peer_index, **host_end)
-    with in_netns(pid), _ipr() as inner:
-        try:
-            if peer_index == PEER_INDEX:  # the first interface
-                inner.link("set", index=LOOPBACK_INDEX, state="up")
-            inner.link("set", index=peer_index, state="up")
-            for cidr in addresses:
-                addr, _, plen = cidr.partition("/")
-                kw = {"flags": 0x02} if ":" in addr else {}  # IFA_F_NODAD: usable at once
-                inner.addr("add", index=peer_index, address=addr, prefixlen=int(plen), **kw)
-            for gw in gateways:
-                if ":" in gw:
-                    inner.route("add", dst="::/0", gateway=gw, family=10)
-                else:
-                    inner.route("add", dst="0.0.0.0/0", gateway=gw)
-        except Exception as exc:
-            delete_link(host_name)
-            raise _fail(f"cannot configure {inner_name} in the container", exc) from exc
+    and default routes via ``gateways``.
+
+    Two writes in all: the pair, born with its peer in the container's
+    namespace (see ``_veth_into``), then everything inside at once.
+    """
+    host_end: dict[str, Any] = {"state": "up"}
+    if bridge is not None:
+        master = _ifindex(bridge)
+        if master is None:
+            raise KernelError(f"bridge {bridge} is missing",
+                              hint="corral doctor --fix recreates it")
+        host_end["master"] = master
+    batch = _batch()
+    batch.link("add", ifname=host_name, kind="veth", **host_end,
+               peer={"ifname": inner_name, "address": mac, "net_ns_pid": pid,
+                     "index": peer_index})
+    _send(bytes(batch.batch), f"cannot create veth {host_name}")
+    batch = _batch()
+    if peer_index == PEER_INDEX:  # the first interface
+        batch.link("set", index=LOOPBACK_INDEX, state="up")
+    batch.link("set", index=peer_index, state="up")
+    for cidr in addresses:
+        addr, _, plen = cidr.partition("/")
+        kw = {"flags": 0x02} if ":" in addr else {}  # IFA_F_NODAD: usable at once
+        batch.addr("add", index=peer_index, address=addr, prefixlen=int(plen), **kw)
+    for gw in gateways:
+        if ":" in gw:
+            batch.route("add", dst="::/0", gateway=gw, family=10)
+        else:
+            batch.route("add", dst="0.0.0.0/0", gateway=gw)
+    try:
+        with in_netns(pid):
+            _send(bytes(batch.batch), f"cannot configure {inner_name} in the container")
+    except BaseException:
+        delete_link(host_name)
+        raise
 
 
 GATEWAY6_LL = "fe80::1"  # routed mode's IPv6 gateway: link-local on every host end
