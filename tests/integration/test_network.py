@@ -247,3 +247,39 @@ def test_network_subnet_and_bridge_configurable(corral: Corral) -> None:
                        (("lab",), "already exists")):
         p = corral.run("network", "create", *args, check=False)
         assert p.returncode != 0 and text in p.stderr, p.stderr
+
+
+def test_veth_requests_in_one_write_report_errors_and_undo() -> None:
+    """The start path sends a container's link requests in one write per namespace:
+    the first failure is reported (errno and all), and a half-made pair removed."""
+    from corral.errors import KernelError
+    from corral.network import netlink
+
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    host_if = f"crt{os.getpid() % 100000}"
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        netlink.attach_veth(host_if, None, holder.pid, "02:00:00:00:00:42",
+                            ["10.77.0.2/24", "fd00:77::2/64"], ["10.77.0.1"])
+        inside = subprocess.run(["nsenter", "-t", str(holder.pid), "-n", "ip", "-o", "addr"],
+                                capture_output=True, text=True, check=True).stdout
+        assert "eth0" in inside and "10.77.0.2/24" in inside and "fd00:77::2/64" in inside
+        route = subprocess.run(["nsenter", "-t", str(holder.pid), "-n", "ip", "route"],
+                               capture_output=True, text=True, check=True).stdout
+        assert "default via 10.77.0.1 dev eth0" in route
+        with pytest.raises(KernelError, match="File exists"):
+            netlink.attach_veth(host_if, None, holder.pid, "02:00:00:00:00:43",
+                                ["10.77.0.3/24"], [])
+        netlink.delete_link(host_if)
+        # a gateway off the container's subnet: the route is refused, the pair undone
+        with pytest.raises(KernelError, match="cannot configure eth0"):
+            netlink.attach_veth(host_if, None, holder.pid, "02:00:00:00:00:44",
+                                ["10.77.0.2/24"], ["10.99.0.1"])
+        assert not os.path.exists(f"/sys/class/net/{host_if}")
+    finally:
+        netlink.delete_link(host_if)
+        holder.kill()
+        holder.wait()
