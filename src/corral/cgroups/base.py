@@ -104,6 +104,19 @@ class CgroupManager:
         """(processes, memory bytes), cheaply, for listings."""
         raise NotImplementedError
 
+    def tasks(self) -> int:
+        """Tasks (threads) in the container, cheaply: pids.current where there is one."""
+        raise NotImplementedError
+
+    def memory(self) -> tuple[int, int, int, int]:
+        """(memory bytes, its limit, swap bytes, its limit), cheaply; -1: no limit.
+
+        For views of the container's own machine (the sysinfo agent).  On v1
+        the swap limit is memory+swap's minus memory's; -1 where the kernel
+        does not account swap.
+        """
+        raise NotImplementedError
+
     def apply(self, limits: dict[str, Any]) -> None:
         """Write ``limits`` (see ``resources``) to the outer cgroup; live, idempotent."""
         raise NotImplementedError

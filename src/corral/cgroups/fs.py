@@ -36,8 +36,15 @@ _WAIT = 5.0  # seconds to wait for the kernel to empty or freeze a cgroup
 
 
 def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
+    # os-level: a third of open()'s cost, which the sysinfo agent pays per call
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
 
 
 def _write(path: str, value: str) -> None:
@@ -338,15 +345,17 @@ class _FsManager(CgroupManager):
             return None
         return f"{self.outer(h)}/{v2_name if h.v2 else v1_name}"
 
-    def _int(self, ctrl: str, v2_name: str, v1_name: str, unlimited_at: int = 1 << 60) -> int:
-        """An integer file; "max" and v1's huge "unlimited" numbers read as -1."""
+    def _int(self, ctrl: str, v2_name: str, v1_name: str, unlimited_at: int = 1 << 60,
+             missing: int = 0) -> int:
+        """An integer file; "max" and v1's huge "unlimited" numbers read as -1;
+        ``missing`` if there is no such controller or file."""
         path = self._file(ctrl, v2_name, v1_name)
         if path is None:
-            return 0
+            return missing
         try:
             raw = _read(path).strip()
         except (FileNotFoundError, OSError):
-            return 0
+            return missing
         if raw == "max":
             return -1
         try:
@@ -382,9 +391,27 @@ class _FsManager(CgroupManager):
 
     def usage(self) -> tuple[int, int]:
         """(processes, memory bytes): the two numbers a listing shows, in two reads."""
-        pids = self._int("pids", "pids.current", "pids.current") if self._controller("pids") \
+        return self.tasks(), self._int("memory", "memory.current", "memory.usage_in_bytes")
+
+    def tasks(self) -> int:
+        return self._int("pids", "pids.current", "pids.current") if self._controller("pids") \
             else len(self.pids())
-        return pids, self._int("memory", "memory.current", "memory.usage_in_bytes")
+
+    def memory(self) -> tuple[int, int, int, int]:
+        mem = self._controller("memory")
+        usage = self._int("memory", "memory.current", "memory.usage_in_bytes")
+        limit = self._int("memory", "memory.max", "memory.limit_in_bytes", missing=-1)
+        if mem is None:
+            return usage, limit, 0, -1
+        if mem.v2:  # no memory.swap.max: swap not accounted
+            return (usage, limit, self._int("memory", "memory.swap.current", ""),
+                    self._int("memory", "memory.swap.max", "", missing=-1))
+        # no memsw files: swap not accounted (swapaccount=0)
+        memsw_limit = self._int("memory", "", "memory.memsw.limit_in_bytes", missing=-1)
+        if -1 in (memsw_limit, limit):
+            return usage, limit, 0, -1
+        memsw = self._int("memory", "", "memory.memsw.usage_in_bytes")
+        return usage, limit, max(0, memsw - usage), max(0, memsw_limit - limit)
 
     def stats(self) -> CgroupStats:
         mem = self._controller("memory")

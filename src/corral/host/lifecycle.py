@@ -206,10 +206,12 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                             else None)
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
-    from corral.runtime import filters, lxcfs
+    from corral.runtime import filters, lxcfs, sysinfo_agent
 
     point = lxcfs.ensure()
     binds = tuple(lxcfs.binds(point)) if point else ()
+    # sysinfo(2) (busybox free, uptime) answered by the host's agent, when confined
+    notify = b"" if cfg.seccomp == "unconfined" else filters.sysinfo_program()
     return InitSpec(
         name=cfg.name,
         hostname=cfg.effective_hostname,
@@ -232,6 +234,8 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
+        sysinfo_filter=notify,
+        sysinfo_socket=sysinfo_agent.connect(cgroup.root, cgroup.group) if notify else -1,
     )
 
 
@@ -595,7 +599,8 @@ def exec_in(host: Host, name: str, spec: ExecSpec) -> int:
     if cg.frozen():
         FROZEN.require("exec", name)
     assert pid is not None
-    return rexec.run(pid, lambda: cg.init_pid() == pid, cg.procs_files(), spec)
+    return rexec.run(pid, lambda: cg.init_pid() == pid, cg.procs_files(), spec,
+                     sysinfo=(cg.root, cg.group))
 
 
 # -- info / list ----------------------------------------------------------------------------

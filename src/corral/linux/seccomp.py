@@ -59,12 +59,14 @@ SECCOMP_RET_KILL_PROCESS = 0x8000_0000
 SECCOMP_RET_KILL_THREAD = 0x0000_0000
 SECCOMP_RET_TRAP = 0x0003_0000
 SECCOMP_RET_ERRNO = 0x0005_0000
+SECCOMP_RET_USER_NOTIF = 0x7FC0_0000
 SECCOMP_RET_LOG = 0x7FFC_0000
 SECCOMP_RET_ALLOW = 0x7FFF_0000
 SECCOMP_RET_DATA = 0x0000_FFFF
 
 ALLOW = SECCOMP_RET_ALLOW
 KILL_PROCESS = SECCOMP_RET_KILL_PROCESS
+USER_NOTIF = SECCOMP_RET_USER_NOTIF  # wait for the filter's listener to answer
 
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_MODE_FILTER = 2
@@ -115,6 +117,7 @@ SYSCALLS: dict[str, tuple[int | None, int | None]] = {
     "fork": (57, None),
     "uselib": (134, None),
     "personality": (135, 92),
+    "sysinfo": (99, 179),
     "syslog": (103, 116),
     "adjtimex": (159, 171),
     "acct": (163, 89),

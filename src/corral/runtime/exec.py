@@ -26,9 +26,12 @@ if TYPE_CHECKING:
 JOIN = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC | ns.CLONE_NEWNET | ns.CLONE_NEWCGROUP
 
 
-def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec) -> int:
+def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec,
+        sysinfo: tuple[str, str] | None = None) -> int:
     """Run ``spec`` in the namespaces of ``init_pid``; ``still_init()`` re-checks, once
-    the pidfd pins the process, that the PID still is the container's init."""
+    the pidfd pins the process, that the PID still is the container's init.
+    ``sysinfo`` (cgroup root, group): have the host's agent answer the command's
+    sysinfo(2) as the init's (runtime/sysinfo_agent.py), when it is confined."""
     try:
         pidfd = os.pidfd_open(init_pid)
     except ProcessLookupError:
@@ -48,7 +51,6 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
         import socket
 
         pty_sock = socket.socketpair()
-    ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
     from corral.linux import caps
     from corral.runtime import filters
 
@@ -58,6 +60,13 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
         status = f.read()
     bounding = caps.bounding_from_status(status)
     program = _filter_of(status, filters)
+    agent = (-1, b"")
+    if program and sysinfo is not None:
+        from corral.runtime import sysinfo_agent
+
+        agent = (sysinfo_agent.connect(*sysinfo), filters.sysinfo_program())
+    # After connecting: an agent started by connect must not be born in the container.
+    ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
     join = JOIN
     if os.readlink(f"/proc/{init_pid}/ns/user") != os.readlink("/proc/self/ns/user"):
         join |= ns.CLONE_NEWUSER  # an unprivileged container: its ids, its capabilities
@@ -66,7 +75,9 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec)
     pid = cgroups.fork()
     if pid == 0:
         _child(pidfd, cgroups, err_w, pty_sock[1].fileno() if pty_sock else -1, spec, join,
-               bounding, program)
+               bounding, program, agent)
+    if agent[0] >= 0:
+        os.close(agent[0])
     os.close(err_w)
     cgroups.close()
     os.close(pidfd)
@@ -108,11 +119,15 @@ def _filter_of(init_status: str, filters: Any) -> bytes:
 
 
 def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
-           join: int, bounding: frozenset[int], program: bytes) -> None:
+           join: int, bounding: frozenset[int], program: bytes,
+           agent: tuple[int, bytes] = (-1, b"")) -> None:
     # Everything this child needs must be imported before setns: afterwards
     # the container's root is its root, and Python's library is not there.
     from corral.linux import caps
     from corral.linux import filter as seccomp
+
+    if agent[0] >= 0:
+        from corral.runtime import sysinfo_agent
 
     if spec.tty:
         import fcntl
@@ -128,6 +143,8 @@ def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
         ns.prctl(ns.PR_SET_DUMPABLE, 0)
         cgroups.join()
         ns.setns(pidfd, join)
+        if agent[0] >= 0:  # best effort: the agent gets a listener, the socket is closed
+            sysinfo_agent.hand_over(*agent)
         step = "resolving the user"
         uid, gid, home, groups = _resolve_user(spec.user)
         if spec.tty:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from corral.linux import seccomp
-from corral.linux.seccomp import ALLOW, ENOSYS, EPERM, Arg, Rule, masked_eq, ne
+from corral.linux.seccomp import ALLOW, ENOSYS, EPERM, USER_NOTIF, Arg, Rule, masked_eq, ne
 
 CLONE_NEWUSER = 0x1000_0000
 AF_VSOCK = 40
@@ -133,3 +133,14 @@ def build(profile: Profile | None = None, arch: str | None = None, *,
     if extra:
         p = p.with_rules(extra)
     return seccomp.compile_filter(p.rules, arch, p.default_action)
+
+
+def build_sysinfo_notify(arch: str | None = None) -> bytes:
+    """The second, tiny program of a container whose sysinfo(2) the host's agent
+    answers (runtime/sysinfo_agent.py): sysinfo waits for the agent, every other
+    call is allowed *by this program* -- the main one, installed with it, still
+    decides (the kernel takes the strictest action of all filters).  The arch
+    and x32 checks are the main program's, so neither program is a way around
+    the other.
+    """
+    return seccomp.compile_filter([Rule("sysinfo", USER_NOTIF)], arch, ALLOW)

@@ -135,7 +135,17 @@ def spawn(spec: InitSpec, console: str | None = None,
     (their device allow-list has no block devices): then ``prepare`` runs in
     the intermediate, which joins later, and ``meanwhile`` runs meanwhile.
     An error in the children is reported on the pipe and raised here.
+    ``spec.sysinfo_socket`` is closed here: the init has its own copy.
     """
+    try:
+        return _spawn(spec, console, meanwhile, prepare)
+    finally:  # only the caller returns: the children end in _exit
+        if spec.sysinfo_socket >= 0:
+            os.close(spec.sysinfo_socket)
+
+
+def _spawn(spec: InitSpec, console: str | None, meanwhile: Callable[[], object] | None,
+           prepare: Callable[[], object] | None) -> Spawned:
     from corral.runtime.cgjoin import CgroupJoin
 
     at_birth = spec.rootfs.disk is None
@@ -320,6 +330,8 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         if spec.console_socket >= 0:
             import fcntl
             import socket
+        if spec.sysinfo_socket >= 0:  # imported before the root changes
+            from corral.runtime import sysinfo_agent
         if not spec.foreground:
             os.setsid()  # no controlling terminal of the caller's
         step = "hostname"
@@ -336,6 +348,9 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
             os._exit(126)  # the caller gave up or died: never run unconfigured
         step = "writing guest files"
         _write_files(msg[1])
+        if spec.sysinfo_socket >= 0:
+            step = "sysinfo"  # best effort: hands the agent a listener, closes the socket
+            sysinfo_agent.hand_over(spec.sysinfo_socket, spec.sysinfo_filter)
         step = "stdio"
         _setup_stdio(spec, log_fd)
         # No host fd beyond 0-2 may reach the container (CVE-2024-21626 class);

@@ -115,10 +115,17 @@ class InitSpec(_Spec):
         # monitor holds it); -1: /dev/console is the caller's terminal or /dev/null.
         "console_socket": -1,
         "seccomp": b"",  # a compiled seccomp-BPF program installed just before exec
+        # A connection to the host's sysinfo agent (runtime/sysinfo_agent.py) and the
+        # program whose listener is sent on it, installed shortly before ``seccomp``;
+        # -1: sysinfo is not intercepted.  ``spawn`` closes it in the caller.
+        "sysinfo_socket": -1,
+        "sysinfo_filter": b"",
         "systempaths": True,  # mask /proc's sensitive files, /sys read-only (False: neither)
     }
     __slots__ = tuple(_defaults)
     seccomp: bytes
+    sysinfo_socket: int
+    sysinfo_filter: bytes
     systempaths: bool
     userns: tuple[int, int, int] | None
     console_socket: int
