@@ -121,6 +121,19 @@ def lxcfs_service() -> Iterator[None]:
         lxcfs.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sysinfo_agent_service() -> Iterator[None]:
+    """The sysinfo agent is host-wide like lxcfs: started before the first test's
+    snapshot, stopped at the end if we started it and it serves no container."""
+    from corral.runtime import sysinfo_agent
+
+    was_running = sysinfo_agent.status() is not None
+    sysinfo_agent.ensure()
+    yield
+    if not was_running:
+        sysinfo_agent.stop(only_idle=True)
+
+
 @pytest.fixture
 def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("root")

@@ -134,6 +134,114 @@ def test_proc_files_show_the_containers_own_limits_and_uptime(corral: Corral) ->
         assert "MemTotal:         131072 kB" not in f.read()
 
 
+def _free(corral: Corral, name: str) -> list[int]:
+    """busybox free's Mem: line (KiB): total, used, free, shared, buff/cache, available."""
+    line = corral("exec", name, "--", "free").splitlines()[1].split()
+    assert line[0] == "Mem:", line
+    return [int(v) for v in line[1:]]
+
+
+def _host_ram_kib() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def test_busybox_free_and_uptime_show_the_container(corral: Corral) -> None:
+    """sysinfo(2), which lxcfs cannot reach, answered by the host's sysinfo agent."""
+    import re
+
+    from corral.runtime import sysinfo_agent
+
+    corral("create", "f1", "--template", "tiny", "--memory", "256M", "--start")
+    total, used, free, *_ = _free(corral, "f1")
+    assert total == 262144 and 0 < free < total and used < total, (total, used, free)
+    # the container's uptime ("up 0 min"), not the host's ("up  3:01", "up 2 days")
+    up = corral("exec", "f1", "--", "uptime")
+    assert re.search(r" up [01] min,", up), up
+    corral("set", "f1", "--memory", "512M")  # live: the next call follows
+    assert _free(corral, "f1")[0] == 524288
+    corral("set", "f1", "--memory", "max")  # no limit: the host's RAM
+    assert _free(corral, "f1")[0] == _host_ram_kib()
+    corral("set", "f1", "--memory", "256M")
+    # the init's own process tree is answered too (here free is the init)
+    out = corral("run", "--rm", "--template", "tiny", "--net", "none", "--memory", "128M",
+                 "--", "free")
+    assert out.splitlines()[1].split()[1] == "131072", out
+
+    # many calls: each one is a round trip to the agent
+    before = sysinfo_agent.status()
+    assert before is not None and before["listeners"] >= 1
+    loop = "for i in $(seq 200); do free >/dev/null; done"
+    t0 = time.monotonic()
+    corral("exec", "f1", "--", "sh", "-c", loop)
+    intercepted = time.monotonic() - t0
+    after = sysinfo_agent.status()
+    assert after is not None and after["served"] - before["served"] >= 200
+    assert after["pid"] == before["pid"] and after["errors"] == before["errors"]
+    corral("create", "f2", "--template", "tiny", "--seccomp", "unconfined", "--start")
+    t0 = time.monotonic()
+    corral("exec", "f2", "--", "sh", "-c", loop)
+    plain = time.monotonic() - t0
+    print(f"200 x free: {intercepted * 1000:.0f} ms intercepted, {plain * 1000:.0f} ms "
+          f"unconfined: {(intercepted - plain) / 200 * 1000:.3f} ms more per call")
+    assert intercepted < 10, intercepted
+    # unconfined: no interception, the host's values
+    assert _free(corral, "f2")[0] == _host_ram_kib()
+    assert sysinfo_agent.status()["served"] == after["served"]  # type: ignore[index]
+
+
+def test_sysinfo_agent_survives_a_container_destroyed_mid_call(corral: Corral) -> None:
+    import signal
+    import subprocess
+
+    from conftest import CORRAL
+
+    from corral.runtime import sysinfo_agent
+
+    corral("create", "g1", "--template", "tiny", "--memory", "64M", "--start")
+    corral("create", "g2", "--template", "tiny", "--memory", "96M", "--start")
+    assert _free(corral, "g1")[0] == 65536
+    st = sysinfo_agent.status()
+    assert st is not None
+    # With the agent stopped, a free in g1 waits in sysinfo(2) ...
+    os.kill(st["pid"], signal.SIGSTOP)
+    try:
+        waiting = subprocess.Popen([CORRAL, "--root", str(corral.root), "exec", "g1", "--",
+                                    "free"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 5
+        while not _waits_in_seccomp(corral, "g1") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _waits_in_seccomp(corral, "g1"), "free never reached sysinfo"
+        # ... while its container is destroyed
+        corral("destroy", "--force", "g1")
+    finally:
+        os.kill(st["pid"], signal.SIGCONT)
+    waiting.communicate(timeout=10)
+    # the agent goes on, and serves the others
+    assert _free(corral, "g2")[0] == 98304
+    after = sysinfo_agent.status()
+    assert after is not None and after["pid"] == st["pid"]
+
+
+def _waits_in_seccomp(corral: Corral, name: str) -> bool:
+    group = corral.info(name)["cgroup"]
+    pids: list[str] = []
+    for tree in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):  # hybrid, v2
+        try:
+            with open(f"{tree}/{group}/payload/cgroup.procs") as f:
+                pids = f.read().split()
+            break
+        except FileNotFoundError:
+            continue
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/wchan") as f:
+                if "seccomp" in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def test_disk_quota_enospc_grow_and_shrink(corral: Corral) -> None:
     import subprocess
     import tempfile
