@@ -58,4 +58,4 @@ if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable corral.service >/dev/null 2>&1 || true
 fi
-echo "==> corral $("$venv/bin/corral" --version) installed (/usr/local/bin/corral)"
+echo "==> $("$venv/bin/corral" --version) installed (/usr/local/bin/corral)"
