@@ -4,8 +4,9 @@ pyroute2 takes ~100 ms to import).
 Idempotent where it matters (``ensure_*``); a missing link on removal is
 not an error.  Work inside a container's network namespace is done by
 entering it briefly (``in_netns``) and opening the netlink socket there.
-On the start path (``attach_veth``) pyroute2 only encodes the requests
-(IPBatch) and they go out in one write per namespace (``_send``).
+The start path (``attach_veth``) does not import pyroute2 at all (~120 ms):
+its few requests are encoded in network/rtnl.py and go out in one write per
+namespace (``_send``).
 """
 
 from __future__ import annotations
@@ -142,22 +143,6 @@ def _veth_into(ipr: Any, host_name: str, mac: str, pid: int, inner_name: str,
         raise _fail(f"cannot create veth {host_name}", exc) from exc
 
 
-_compiler: Any = None
-
-
-def _batch() -> Any:
-    """pyroute2's request compiler (IPBatch): the same API as IPRoute, but the
-    requests are encoded into a buffer instead of sent one by one.  One per
-    process; reset before each use."""
-    global _compiler
-    if _compiler is None:
-        from pyroute2 import IPBatch
-
-        _compiler = IPBatch()
-    _compiler.reset()
-    return _compiler
-
-
 def _send(requests: bytes, what: str) -> None:
     """Send compiled requests in one write on a netlink socket of the calling
     thread's network namespace; raise for the first that failed.
@@ -218,34 +203,29 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
     Two writes in all: the pair, born with its peer in the container's
     namespace (see ``_veth_into``), then everything inside at once.
     """
-    host_end: dict[str, Any] = {"state": "up"}
+    from corral.network.rtnl import Requests
+
+    master = None
     if bridge is not None:
         master = _ifindex(bridge)
         if master is None:
             raise KernelError(f"bridge {bridge} is missing",
                               hint="corral doctor --fix recreates it")
-        host_end["master"] = master
-    batch = _batch()
-    batch.link("add", ifname=host_name, kind="veth", **host_end,
-               peer={"ifname": inner_name, "address": mac, "net_ns_pid": pid,
-                     "index": peer_index})
-    _send(bytes(batch.batch), f"cannot create veth {host_name}")
-    batch = _batch()
+    pair = Requests()
+    pair.veth(host_name, master=master, peer=inner_name, peer_index=peer_index, peer_mac=mac,
+              peer_netns_pid=pid)
+    _send(pair.encode(), f"cannot create veth {host_name}")
+    inside = Requests()
     if peer_index == PEER_INDEX:  # the first interface
-        batch.link("set", index=LOOPBACK_INDEX, state="up")
-    batch.link("set", index=peer_index, state="up")
+        inside.link_up(LOOPBACK_INDEX)
+    inside.link_up(peer_index)
     for cidr in addresses:
-        addr, _, plen = cidr.partition("/")
-        kw = {"flags": 0x02} if ":" in addr else {}  # IFA_F_NODAD: usable at once
-        batch.addr("add", index=peer_index, address=addr, prefixlen=int(plen), **kw)
+        inside.address(peer_index, cidr)
     for gw in gateways:
-        if ":" in gw:
-            batch.route("add", dst="::/0", gateway=gw, family=10)
-        else:
-            batch.route("add", dst="0.0.0.0/0", gateway=gw)
+        inside.default_route(gw)
     try:
         with in_netns(pid):
-            _send(bytes(batch.batch), f"cannot configure {inner_name} in the container")
+            _send(inside.encode(), f"cannot configure {inner_name} in the container")
     except BaseException:
         delete_link(host_name)
         raise
