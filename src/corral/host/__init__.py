@@ -377,12 +377,14 @@ class Host:
         return resources.stats(self, name)
 
     def warm_for_start(self) -> None:
-        """Import what starting networked containers needs (pyroute2: ~100 ms), once,
-        before mass operations fork their workers."""
-        if os.path.isdir(self.net.state_dir):
-            import pyroute2  # noqa: F401
+        """Import what starting containers needs, once, before mass operations fork
+        their workers (not pyroute2: the start path does without it, and every
+        page a worker holds makes its forks dearer)."""
+        from corral.host import lifecycle  # noqa: F401
+        from corral.runtime import spawn  # noqa: F401
 
-            from corral.network import netlink  # noqa: F401
+        if os.path.isdir(self.net.state_dir):
+            from corral.network import netlink, rtnl  # noqa: F401
 
     def network_list(self) -> list[dict[str, Any]]:
         from corral import network
