@@ -309,7 +309,6 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
             disk.release(loop)
         state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
                              started=time.time(), cgroup=cg.group)
-        host.save_state(cfg.name, state)
         undo.add(host.clear_state, cfg.name)
         files = _guest_files(cfg)
         if cfg.guest:
@@ -321,9 +320,12 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
 
             undo.add(lambda: network.detach(host.net, cfg.name, state.net))
             state.net = network.attach(host.net, cfg.name, child.pid, cfg.network)
-            host.save_state(cfg.name, state)
             for path, content in network.guest_files(state.net, cfg.effective_hostname).items():
                 files[path] = (content, 0o644)
+        # Recorded once, with the network: should we die before, the init (still
+        # waiting for "go") sees its pipe close and exits, and its namespace takes
+        # the veth with it; doctor removes the cgroups.
+        host.save_state(cfg.name, state)
         child.release(files)
         undo.success()
     return state

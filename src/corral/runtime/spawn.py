@@ -373,8 +373,24 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         _fail(report_w, step, exc)
 
 
+def _same_file(path: str, content: bytes, mode: int) -> bool:
+    """``path`` is a regular file holding ``content`` with ``mode`` already (a restart)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        return (st.st_mode & 0o170000 == 0o100000 and st.st_mode & 0o7777 == mode
+                and st.st_size == len(content) and os.read(fd, len(content) + 1) == content)
+    finally:
+        os.close(fd)
+
+
 def _write_files(files: dict[str, tuple[bytes, int]]) -> None:
     for path, (content, mode) in files.items():
+        if _same_file(path, content, mode):
+            continue  # no new file (and inode) for what a restart would rewrite as it is
         d = os.path.dirname(path)
         if d:
             os.makedirs(d, 0o755, exist_ok=True)
