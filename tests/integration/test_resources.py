@@ -310,7 +310,9 @@ def test_disk_quota_enospc_grow_and_shrink(corral: Corral) -> None:
     p = fill("/root/fill", 300)
     assert p.returncode != 0 and "No space left on device" in p.stderr
     used = corral.json("stats", "d1")["disk_bytes"]  # type: ignore[index]
-    assert 240 * MiB < used <= 256 * MiB, used
+    # btrfs keeps some of a small disk for its metadata and reserve: ~91-94% of it
+    # takes data (less after a shrink had to compact chunks first)
+    assert 216 * MiB < used <= 256 * MiB, used
     corral("exec", "d1", "--", "rm", "/root/fill", "/root/more")
     # stopped: grown and shrunk the same way (the image is attached for it)
     corral("stop", "d1", "--timeout", "2")

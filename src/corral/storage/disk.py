@@ -262,9 +262,14 @@ def _btrfs_resize(loop: str, size: int, *, shrink: bool) -> None:
             except OSError as exc:
                 if not (shrink and exc.errno == errno.ENOSPC):
                     raise
-                # Extents of files deleted just before are free only once a
-                # transaction that saw the deletion has committed: once more.
+                # The chunks past the new end must move below it, into chunks
+                # btrfs allocates there; space of files deleted just before may
+                # still sit in emptied or half-used chunks that btrfs frees later,
+                # by itself.  Compact them now (a balance of the chunks at most
+                # half used), then once more.
                 fs.syncfs(fd)
+                subprocess.run(["btrfs", "balance", "start", "-dusage=50", "-musage=50", point],
+                               capture_output=True)
                 fcntl.ioctl(fd, _BTRFS_IOC_RESIZE, args)
         finally:
             os.close(fd)
