@@ -6,7 +6,7 @@ RCU grace period that first waits for one (``rcu_sync_enter``: 5-15 ms here,
 a third of a container's start).  A child cloned straight into its cgroup
 takes the same lock only for reading: no wait (Linux >= 5.7).  crun does the
 same.  (On cgroup v1, writing "0" to ``tasks`` moves only the calling thread
-and skips the lock as well: see ``runtime.spawn.join_cgroups``.)
+and skips the lock as well: see ``runtime.cgjoin``.)
 
 Python's own ``os.fork`` is fork(2) wrapped in ``PyOS_BeforeFork`` /
 ``PyOS_AfterFork_*``; this is the same with clone3 in the middle.  The call

@@ -11,7 +11,8 @@ Processes and the handshake between them (numbers match the comments)::
 
 A container with a disk image differs at #0/#1: the intermediate makes the
 cgroups, mounts the image, then joins them (see ``spawn``).  The caller
-wires what needs the init's PID (network) between "ready" and "go".  Messages are ``marshal``-encoded (built in, no import cost) and
+wires what needs the init's PID (network) between "ready" and "go".
+Messages are ``marshal``-encoded (built in, no import cost) and
 length-prefixed.  The report pipe is close-on-exec, so the caller sees EOF
 exactly when the init has exec'd, or an error message if anything failed.
 The intermediate exits at once, so no process of ours stays per container:
@@ -149,19 +150,19 @@ def _spawn(spec: InitSpec, console: str | None, meanwhile: Callable[[], object] 
     from corral.runtime.cgjoin import CgroupJoin
 
     at_birth = spec.rootfs.disk is None
+    if at_birth and prepare is not None:
+        prepare()
+        prepare = None
     join = None
-    if at_birth:
-        if prepare is not None:
-            prepare()
-            prepare = None
-        join = CgroupJoin(spec.cgroup_procs)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     log_fd = -1
-    if spec.console_log is not None:
-        log_fd = os.open(spec.console_log,
-                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
+        if spec.console_log is not None:
+            log_fd = os.open(spec.console_log,
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        if at_birth:
+            join = CgroupJoin(spec.cgroup_procs)
         pid = join.fork() if join is not None else os.fork()
     except BaseException:
         for fd in (report_r, report_w, go_r, go_w, log_fd):
