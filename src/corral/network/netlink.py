@@ -5,8 +5,8 @@ Idempotent where it matters (``ensure_*``); a missing link on removal is
 not an error.  Work inside a container's network namespace is done by
 entering it briefly (``in_netns``) and opening the netlink socket there.
 The start path (``attach_veth``) does not import pyroute2 at all (~120 ms):
-its few requests are encoded in network/rtnl.py and go out in one write per
-namespace (``_send``).
+its few requests are encoded and sent, one write per namespace, by
+network/rtnl.py.
 """
 
 from __future__ import annotations
@@ -143,48 +143,6 @@ def _veth_into(ipr: Any, host_name: str, mac: str, pid: int, inner_name: str,
         raise _fail(f"cannot create veth {host_name}", exc) from exc
 
 
-def _send(requests: bytes, what: str) -> None:
-    """Send compiled requests in one write on a netlink socket of the calling
-    thread's network namespace; raise for the first that failed.
-
-    The kernel runs the messages of one write in order and acknowledges each
-    (they carry NLM_F_ACK): one round trip instead of one per request, and
-    none of IPRoute's per-request machinery.
-    """
-    import socket
-    import struct
-
-    header = struct.Struct("=IHHII")  # struct nlmsghdr
-    expected = set()
-    off = 0
-    while off < len(requests):
-        length, _type, _flags, seq, _pid = header.unpack_from(requests, off)
-        expected.add(seq)
-        off += (length + 3) & ~3
-    first_error = 0
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       socket.NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        sock.settimeout(10)  # the kernel answers at once; never hang a start on it
-        sock.sendto(requests, (0, 0))
-        while expected:
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                raise KernelError(f"{what}: no answer from the kernel") from None
-            off = 0
-            while off + header.size <= len(data):
-                length, kind, _flags, seq, _pid = header.unpack_from(data, off)
-                if kind == 2:  # NLMSG_ERROR: an acknowledgement, error 0 if none
-                    code = -struct.unpack_from("=i", data, off + header.size)[0]
-                    expected.discard(seq)
-                    if code and not first_error:
-                        first_error = code
-                off += max((length + 3) & ~3, header.size)
-    if first_error:
-        raise KernelError(f"{what}: {os.strerror(first_error)}", errno=first_error)
-
-
 def _ifindex(name: str) -> int | None:
     try:
         with open(f"/sys/class/net/{name}/ifindex") as f:
@@ -214,7 +172,7 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
     pair = Requests()
     pair.veth(host_name, master=master, peer=inner_name, peer_index=peer_index, peer_mac=mac,
               peer_netns_pid=pid)
-    _send(pair.encode(), f"cannot create veth {host_name}")
+    pair.send(f"cannot create veth {host_name}")
     inside = Requests()
     if peer_index == PEER_INDEX:  # the first interface
         inside.link_up(LOOPBACK_INDEX)
@@ -225,7 +183,7 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
         inside.default_route(gw)
     try:
         with in_netns(pid):
-            _send(inside.encode(), f"cannot configure {inner_name} in the container")
+            inside.send(f"cannot configure {inner_name} in the container")
     except BaseException:
         delete_link(host_name)
         raise
