@@ -117,7 +117,7 @@ def test_stats_monotonic_and_match_kernel(corral: Corral) -> None:
 def test_proc_files_show_the_containers_own_limits_and_uptime(corral: Corral) -> None:
     from corral.runtime import lxcfs
 
-    if lxcfs.mounted() is None:
+    if not lxcfs.available():
         import pytest
 
         pytest.skip("lxcfs is not installed")
@@ -132,6 +132,46 @@ def test_proc_files_show_the_containers_own_limits_and_uptime(corral: Corral) ->
     # the host's own view is untouched
     with open("/proc/meminfo") as f:
         assert "MemTotal:         131072 kB" not in f.read()
+
+
+def test_a_killed_lxcfs_is_noticed_and_replaced(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: object) -> None:
+    """A killed lxcfs leaves its mount behind (reads fail with ENOTCONN): it must
+    not be handed to containers, and Corral's own must be started again.  Done
+    on a private instance so the host-wide one serving containers is untouched."""
+    import signal
+
+    from corral.runtime import lxcfs
+
+    if not lxcfs.available():
+        pytest.skip("lxcfs is not installed")
+    own = f"{tmp_path}/lxcfs"
+    monkeypatch.setattr(lxcfs, "OWN_MOUNT", own)
+    monkeypatch.setattr(lxcfs, "PID_FILE", f"{tmp_path}/lxcfs.pid")
+    everywhere = lxcfs._mounts
+    monkeypatch.setattr(lxcfs, "_mounts", lambda: [p for p in everywhere() if p == own])
+
+    def pid() -> int:
+        with open(f"{tmp_path}/lxcfs.pid") as f:
+            return int(f.read())
+
+    try:
+        assert lxcfs.ensure() == own
+        first = pid()
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{first}") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert own in everywhere() and not lxcfs.answers(own)
+        assert lxcfs.mounted() is None and lxcfs.dead_mounts() == [own]
+
+        assert lxcfs.ensure() == own  # the dead mount is replaced, not handed out
+        assert pid() != first and lxcfs.answers(own) and lxcfs.dead_mounts() == []
+        assert [src for src, _ in lxcfs.binds(own)].count(f"{own}/proc/meminfo") == 1
+        assert everywhere().count(own) == 1
+    finally:
+        lxcfs.stop()
+    assert own not in everywhere()
 
 
 def _free(corral: Corral, name: str) -> list[int]:

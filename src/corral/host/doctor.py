@@ -145,6 +145,19 @@ def run(host: Host, *, fix: bool) -> list[str]:
         if os.path.exists(path) and not _listening(path):
             report(f"console socket {path} of no monitor", os.unlink, path)
 
+    # A killed lxcfs leaves its mount, whose files fail with ENOTCONN.  Corral's
+    # own is replaced at the next start; containers started while it was dead
+    # show the host's /proc files until they are restarted.
+    from corral.runtime import lxcfs
+
+    for point in lxcfs.dead_mounts():
+        if point == lxcfs.OWN_MOUNT:
+            report(f"lxcfs mount {point} of a dead lxcfs (restart containers started since)",
+                   lxcfs.stop)
+        else:
+            report(f"lxcfs mount {point} of a dead lxcfs, not Corral's: restart its service "
+                   "(systemctl restart lxcfs)")
+
     prefix = host.root.rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
         points = [_unescape_mount(line.split()[4]) for line in f]

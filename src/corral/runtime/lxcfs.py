@@ -20,17 +20,42 @@ PROC_FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "up
 SYS_FILES = ("devices/system/cpu/online",)
 
 
-def mounted() -> str | None:
-    """The mount point of a running lxcfs, if any."""
+def _mounts() -> list[str]:
+    """Mount points of lxcfs in this namespace, answering or not."""
+    points = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 pre, _, post = line.partition(" - ")
                 if post.startswith("fuse.lxcfs "):
-                    return pre.split()[4]
+                    points.append(pre.split()[4])
     except OSError:
         pass
+    return points
+
+
+def answers(point: str) -> bool:
+    """Whether the lxcfs behind ``point`` is alive.  A killed lxcfs leaves its
+    mount behind, and every read of it fails with ENOTCONN; containers given
+    its files would see the host's /proc files instead of their own."""
+    try:
+        os.stat(f"{point}/proc")
+    except OSError:
+        return False
+    return True
+
+
+def mounted() -> str | None:
+    """The mount point of a running, answering lxcfs, if any."""
+    for point in _mounts():
+        if answers(point):
+            return point
     return None
+
+
+def dead_mounts() -> list[str]:
+    """lxcfs mounts whose process is gone (for doctor)."""
+    return [point for point in _mounts() if not answers(point)]
 
 
 def available() -> bool:
@@ -44,7 +69,7 @@ def ensure(timeout: float = 3.0) -> str | None:
     point = mounted()
     if point or not available():
         return point
-    os.makedirs(OWN_MOUNT, mode=0o755, exist_ok=True)
+    os.makedirs(os.path.dirname(OWN_MOUNT), mode=0o755, exist_ok=True)
     # Containers starting at once must start one lxcfs, not one each (the
     # losers would exit at once, but their PID would be in the PID file).
     import fcntl
@@ -55,6 +80,11 @@ def ensure(timeout: float = 3.0) -> str | None:
         point = mounted()
         if point:
             return point
+        if OWN_MOUNT in _mounts():  # ours, dead (killed, OOM): replace it
+            from corral.linux import mount
+
+            mount.umount2(OWN_MOUNT, mount.MNT_DETACH)
+        os.makedirs(OWN_MOUNT, mode=0o755, exist_ok=True)
         return _start(timeout)
     finally:
         os.close(lock)
@@ -71,18 +101,19 @@ def _start(timeout: float) -> str | None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.closerange(3, 1 << 20)
-            with open(PID_FILE, "w") as f:  # exec keeps the PID: this is lxcfs' PID
-                f.write(f"{os.getpid()}\n")
-            # -l: per-container load average; --enable-cfs: CPUs from the CFS quota
-            os.execvp("lxcfs", ["lxcfs", "-l", "--enable-cfs", OWN_MOUNT])
+            # In the foreground, lxcfs keeps this process's PID and writes it to
+            # its own PID file (the default, /run/lxcfs.pid, is locked by a host
+            # instance if there is one, and a second lxcfs would refuse to run).
+            # Per-container load average; CPUs counted from the CFS quota.
+            os.execvp("lxcfs", ["lxcfs", "--foreground", "--enable-loadavg", "--enable-cfs",
+                                "--pidfile", PID_FILE, OWN_MOUNT])
         finally:
             os._exit(127)
     os.waitpid(pid, 0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        point = mounted()
-        if point:
-            return point
+        if OWN_MOUNT in _mounts() and answers(OWN_MOUNT):
+            return OWN_MOUNT
         time.sleep(0.01)
     return None
 
@@ -103,7 +134,7 @@ def binds(point: str) -> list[tuple[str, str]]:
 
 def stop() -> bool:
     """Stop the lxcfs instance Corral started: unmount it, end its process."""
-    if mounted() != OWN_MOUNT:
+    if OWN_MOUNT not in _mounts():  # dead or alive: unmount it
         return False
     import signal
 
