@@ -161,16 +161,19 @@ class _FsManager(CgroupManager):
 
     def _create(self, restrict_devices: bool = True) -> None:
         top = self.group.split("/")[0]
+        inner = f"{self.group}/{INNER}"
         for h in self.hierarchies:
-            for rel in (top, self.group, f"{self.group}/{INNER}"):
+            cpuset = "cpuset" in h.controllers
+            for rel in (top, self.group, inner):
                 path = f"{h.path}/{rel}"
                 try:
                     os.mkdir(path, 0o755)
+                    made = True
                 except FileExistsError:
-                    pass
-                if "cpuset" in h.controllers:
-                    _inherit_cpuset(path)
-                if h.v2 and rel != f"{self.group}/{INNER}":
+                    made = False
+                if cpuset and (made or rel != top):
+                    _cpuset_ready(path, top=rel == top)
+                if h.v2 and rel != inner:
                     _enable_controllers(path)
                 if rel == self.group and restrict_devices:
                     _restrict_devices(h, path)
@@ -499,27 +502,49 @@ class _FsManager(CgroupManager):
                               f"after {_WAIT:.0f} s: {self.pids()[:10]}")
             time.sleep(0.005)
         for h in self.hierarchies:
-            _rmtree_cgroup(self.outer(h), deadline)
+            _rmtree_cgroup(self.outer(h), deadline, memory="memory" in h.controllers)
 
 
-def _rmtree_cgroup(path: str, deadline: float) -> None:
+def _rmtree_cgroup(path: str, deadline: float, *, memory: bool = True) -> None:
     """rmdir a cgroup and every descendant, deepest first (a systemd inside makes some)."""
-    if not os.path.isdir(path):
+    if memory and os.path.isdir(path):
+        _release_memory(path)  # hierarchical: the whole subtree's charges at once
+    # The usual tree, outer and payload, without listing the directories (each
+    # listing of a cgroup directory builds entries for its 20-60 files).
+    try:
+        for d in (f"{path}/{INNER}", path):
+            try:
+                _rmdir_cgroup(d, deadline)
+            except FileNotFoundError:
+                pass  # a start that crashed before making it; or gone already
         return
-    _release_memory(path)  # hierarchical: the whole subtree's charges at once
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:  # EBUSY: child cgroups of its own
+            raise
     dirs = [dp for dp, _d, _f in os.walk(path)]
     for d in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
-        while True:
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                # EBUSY while the last task is still exiting; give it a moment.
-                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.002)
+        try:
+            _rmdir_cgroup(d, deadline)
+        except FileNotFoundError:
+            pass
+
+
+def _rmdir_cgroup(path: str, deadline: float) -> None:
+    """rmdir one cgroup; EBUSY while its last task is still exiting: give it a moment."""
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline or \
+                    _has_child_cgroup(path):
+                raise
+            time.sleep(0.002)
+
+
+def _has_child_cgroup(path: str) -> bool:
+    with os.scandir(path) as it:
+        return any(e.is_dir(follow_symlinks=False) for e in it)
 
 
 def _release_memory(path: str) -> None:
@@ -614,6 +639,33 @@ def _inherit_cpuset(path: str) -> None:
                 _write(mine, _read(f"{parent}/{f}").strip() or "\n")
         except FileNotFoundError:
             pass
+
+
+def _cpuset_ready(path: str, *, top: bool) -> None:
+    """v1 cpuset: cpus and mems for a cgroup just made (or the container's own,
+    which a crashed start may have left).
+
+    The state root's top cgroup copies them from the host's and sets
+    cgroup.clone_children, which new cgroups inherit along with the flag
+    (as LXC does): every container cgroup below, and what a systemd inside
+    makes, is then born with them, without a read and a write of each file
+    at each level.  One read checks it; a top made by a concurrent start that
+    has not set the flag yet, or an older version's, falls back to copying.
+    """
+    if top:
+        _inherit_cpuset(path)
+        try:
+            _write(f"{path}/cgroup.clone_children", "1")
+        except FileNotFoundError:
+            pass
+        return
+    try:
+        if _read(f"{path}/cpuset.cpus").strip():
+            return
+    except FileNotFoundError:
+        return
+    _inherit_cpuset(os.path.dirname(path))  # the parent first: it may be empty too
+    _inherit_cpuset(path)
 
 
 WANTED = ("cpuset", "cpu", "io", "memory", "pids")
