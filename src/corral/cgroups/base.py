@@ -124,8 +124,14 @@ class CgroupManager:
     def exists(self) -> bool:
         raise NotImplementedError
 
-    def destroy(self) -> None:
-        """Kill what is left, then remove the cgroups bottom-up; idempotent."""
+    def destroy(self, *, uncharge: bool = True) -> None:
+        """Kill what is left, then remove the cgroups bottom-up; idempotent.
+
+        ``uncharge``: first release the memory (page cache) still charged to
+        them, which would keep a removed memory cgroup alive (see fs.py).
+        Not needed when the container's files are deleted next: their pages
+        go with them, and the memory cgroup is freed then.
+        """
         raise NotImplementedError
 
     def remove_top(self) -> None:

@@ -491,7 +491,7 @@ class _FsManager(CgroupManager):
         except (FileNotFoundError, ValueError):
             return 0
 
-    def destroy(self) -> None:
+    def destroy(self, *, uncharge: bool = True) -> None:
         if not self.exists():
             return
         deadline = time.monotonic() + _WAIT
@@ -502,7 +502,8 @@ class _FsManager(CgroupManager):
                               f"after {_WAIT:.0f} s: {self.pids()[:10]}")
             time.sleep(0.005)
         for h in self.hierarchies:
-            _rmtree_cgroup(self.outer(h), deadline, memory="memory" in h.controllers)
+            _rmtree_cgroup(self.outer(h), deadline,
+                           memory=uncharge and "memory" in h.controllers)
 
 
 def _rmtree_cgroup(path: str, deadline: float, *, memory: bool = True) -> None:

@@ -158,7 +158,10 @@ def destroy(host: Host, name: str, *, force: bool = False, gc: bool = True) -> N
 def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
             cfg: ContainerConfig | None = None) -> None:
     """Everything of a stopped container, gone; its lock is held by the caller."""
-    _teardown(host, name, state)
+    # Its files are deleted below, and their page cache with them: releasing
+    # that first (~1.5 ms) would also evict the template's shared pages that
+    # it read first, for the next container to read from disk again.
+    _teardown(host, name, state, uncharge=False)
     host.cgroup(name).remove_top()
     if os.path.isdir(host.net.state_dir):
         from corral import network
@@ -498,11 +501,11 @@ def _kill_cgroup(cg: Any, wait: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def _teardown(host: Host, name: str, state: RuntimeState) -> None:
+def _teardown(host: Host, name: str, state: RuntimeState, *, uncharge: bool = True) -> None:
     """Remove what a stopped container leaves: processes, cgroups, state file.  Idempotent."""
     cg = host.cgroup(name)
     if cg.exists():
-        cg.destroy()  # kills what is left first
+        cg.destroy(uncharge=uncharge)  # kills what is left first
     if state.net:
         from corral import network
 
