@@ -299,14 +299,17 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
     assert spec.userns is not None
     uid_base, gid_base, size = spec.userns
     for procs in spec.cgroup_procs:
+        # What delegation hands over (the kernel's cgroup-v2.rst, "Delegation
+        # Containment"; for v1 what LXC chowns): the directory, to make
+        # cgroups below, and the files that move processes -- never a limit.
         cg = os.path.dirname(procs)
         os.chown(cg, uid_base, gid_base)
-        for name in ("cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control",
-                     "cgroup.clone_children", "notify_on_release"):
-            try:
-                os.chown(f"{cg}/{name}", uid_base, gid_base)
-            except FileNotFoundError:
-                pass  # v1 and v2 differ in which of these they have
+        os.chown(procs, uid_base, gid_base)
+        try:
+            os.chown(f"{cg}/tasks", uid_base, gid_base)  # v1
+        except FileNotFoundError:  # v2
+            os.chown(f"{cg}/cgroup.threads", uid_base, gid_base)
+            os.chown(f"{cg}/cgroup.subtree_control", uid_base, gid_base)
     userns_fd = ns.make_userns(uid_base, gid_base, size)
     try:
         staged = rootfs.stage_idmapped(spec.rootfs, userns_fd, uid_base, size)
