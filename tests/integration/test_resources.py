@@ -265,9 +265,11 @@ def test_sysinfo_agent_survives_a_container_destroyed_mid_call(corral: Corral) -
 def _waits_in_seccomp(corral: Corral, name: str) -> bool:
     group = corral.info(name)["cgroup"]
     pids: list[str] = []
-    for tree in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):  # hybrid, v2
+    # hybrid or v1 (an unprivileged container's processes are in its outer
+    # cgroup there), then v2 (in its payload cgroup)
+    for procs in ("/sys/fs/cgroup/pids/{}/cgroup.procs", "/sys/fs/cgroup/{}/payload/cgroup.procs"):
         try:
-            with open(f"{tree}/{group}/payload/cgroup.procs") as f:
+            with open(procs.format(group)) as f:
                 pids = f.read().split()
             break
         except FileNotFoundError:

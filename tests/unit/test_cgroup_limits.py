@@ -215,3 +215,23 @@ def test_v1_create_apply_stats(v1_tree: Path) -> None:
         123000, 4 + 4, 300, 400)
     m.freeze()
     assert (v1_tree / "freezer" / "corral" / "db" / "freezer.state").read_text() == "FROZEN"
+
+
+def test_v1_unprivileged_processes_live_in_the_outer_cgroup(v1_tree: Path) -> None:
+    """No payload cgroup in v1 hierarchies for a container in a user namespace:
+    the outer cgroup holds the processes, limits written once, where they act."""
+    m = manager("corral/u", root=str(v1_tree), layout="v1")
+    m.create(v1_inner=False)
+    outer = {c: v1_tree / c / "corral" / "u" for c in ("cpu", "memory", "pids", "cpuset")}
+    assert not any((o / "payload").exists() for o in outer.values())
+    assert (outer["cpuset"] / "cpuset.cpus").read_text() == "0-3"  # usable at once
+    assert sorted(m.procs_files()) == sorted(
+        str(v1_tree / c / "corral" / "u" / "cgroup.procs")
+        for c in ("blkio", "cpu", "cpuacct", "cpuset", "freezer", "memory", "pids"))
+    m.apply({"cpus": 0.5, "cpuset": "1", "memory": 64 * MiB})
+    assert (outer["cpu"] / "cpu.cfs_quota_us").read_text() == "50000"
+    assert (outer["cpuset"] / "cpuset.cpus").read_text() == "1"
+    assert (outer["memory"] / "memory.limit_in_bytes").read_text() == str(64 * MiB)
+    m.apply({"cpus": 1.5, "cpuset": "0-2"})  # changed live, in the one place
+    assert (outer["cpu"] / "cpu.cfs_quota_us").read_text() == "150000"
+    assert (outer["cpuset"] / "cpuset.cpus").read_text() == "0-2"

@@ -8,6 +8,18 @@ Two cgroups per container in every hierarchy Corral uses:
                            so a systemd inside manages its own subtree
                            without being able to lift the outer limits.
 
+except in the v1 hierarchies of an unprivileged container, where the outer
+cgroup holds the processes itself.  Its limit files belong to host root,
+which the container's user namespace does not map, so its root can neither
+write them nor, from its cgroup namespace, reach anything above; handed the
+directory and its tasks/cgroup.procs files it manages its own subtree as
+well.  One cgroup fewer in each v1 hierarchy is measured memory: every
+memory cgroup carries a table sized by the host's count of filesystem
+shrinkers (every mounted superblock), which itself grows with the number of
+containers, so at a thousand containers the second memory cgroup alone cost
+~150 KB each.  v2 keeps the pair (its no-internal-process rule), and so do
+privileged containers, whose root is host root and could write outer files.
+
 ``<top>`` is ``corral`` for the default state root and ``corral-<id>`` for
 others, so two state roots never touch each other's cgroups.
 
@@ -61,8 +73,12 @@ class CgroupManager:
         self.root = root  # normally /sys/fs/cgroup; a fake tree in unit tests
         self.group = group  # "<top>/<name>"
 
-    def create(self, *, restrict_devices: bool = True) -> None:
-        """Create outer and inner cgroups in every hierarchy; idempotent."""
+    def create(self, *, restrict_devices: bool = True, v1_inner: bool = True) -> None:
+        """Create outer and inner cgroups in every hierarchy; idempotent.
+
+        ``v1_inner=False`` (unprivileged containers): none inside the outer
+        cgroup of a v1 hierarchy, whose processes then live in the outer one.
+        """
         raise NotImplementedError
 
     def procs_files(self) -> list[str]:

@@ -133,7 +133,12 @@ class _FsManager(CgroupManager):
         return f"{h.path}/{self.group}"
 
     def inner(self, h: Hierarchy) -> str:
-        return f"{h.path}/{self.group}/{INNER}"
+        """Where the processes are: the payload cgroup, or in a v1 hierarchy
+        made without one (see ``base``), the outer cgroup itself."""
+        nested = f"{h.path}/{self.group}/{INNER}"
+        if h.v2 or os.path.isdir(nested):
+            return nested
+        return f"{h.path}/{self.group}"
 
     def _controller(self, name: str) -> Hierarchy | None:
         for h in self.hierarchies:
@@ -148,10 +153,10 @@ class _FsManager(CgroupManager):
 
     # -- life cycle ------------------------------------------------------------------
 
-    def create(self, *, restrict_devices: bool = True) -> None:
+    def create(self, *, restrict_devices: bool = True, v1_inner: bool = True) -> None:
         for attempt in range(3):
             try:
-                self._create(restrict_devices)
+                self._create(restrict_devices, v1_inner)
                 return
             except FileNotFoundError:
                 # The shared top directory went away under us: the last container
@@ -159,12 +164,12 @@ class _FsManager(CgroupManager):
                 if attempt == 2:
                     raise
 
-    def _create(self, restrict_devices: bool = True) -> None:
+    def _create(self, restrict_devices: bool = True, v1_inner: bool = True) -> None:
         top = self.group.split("/")[0]
         inner = f"{self.group}/{INNER}"
         for h in self.hierarchies:
             cpuset = "cpuset" in h.controllers
-            for rel in (top, self.group, inner):
+            for rel in (top, self.group, inner) if h.v2 or v1_inner else (top, self.group):
                 path = f"{h.path}/{rel}"
                 try:
                     os.mkdir(path, 0o755)
@@ -311,7 +316,7 @@ class _FsManager(CgroupManager):
                 # on the cgroup that holds the processes as well.
                 _write(f"{self.outer(h)}/{fname}", value)
                 inner = f"{self.inner(h)}/{fname}"
-                if os.path.exists(inner):
+                if inner != f"{self.outer(h)}/{fname}" and os.path.exists(inner):
                     _write(inner, value)
             else:
                 _write(f"{self.outer(h)}/{fname}", value)
@@ -323,17 +328,21 @@ class _FsManager(CgroupManager):
         parent's, so the inner one is lifted first and set last."""
         unlimited = "max 100000" if fname == "cpu.max" else "-1"
         inner = f"{self.inner(h)}/{fname}"
-        if os.path.exists(inner):
-            _write(inner, unlimited)
+        if inner == f"{self.outer(h)}/{fname}" or not os.path.exists(inner):
+            _write(f"{self.outer(h)}/{fname}", value)  # the processes' own cgroup
+            return
+        _write(inner, unlimited)
         _write(f"{self.outer(h)}/{fname}", value)
-        if os.path.exists(inner):
-            _write(inner, value)
+        _write(inner, value)
 
     def _set_v1_cpuset(self, h: Hierarchy, cpus: str) -> None:
         """v1 cpusets are not inherited: the inner cgroup, where the processes are,
         needs the set too, and a child's set must stay within its parent's, so
         shrinking goes inner-first and growing outer-first."""
         outer, inner = f"{self.outer(h)}/cpuset.cpus", f"{self.inner(h)}/cpuset.cpus"
+        if inner == outer:
+            _write(outer, cpus)
+            return
         # Widen the outer set to everything its parent allows first, so that
         # any new inner set fits under it, then narrow it to the new set.
         _write(outer, _read(f"{os.path.dirname(self.outer(h))}/cpuset.cpus").strip())

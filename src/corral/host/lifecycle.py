@@ -285,7 +285,9 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         # Called by spawn.spawn, before the fork the container's first process
         # is born in them (or in that process, for a disk image; see there).
         try:
-            cg.create(restrict_devices=cfg.devices == "default")
+            # In a user namespace (unprivileged), its processes live in the outer
+            # cgroup of each v1 hierarchy (see cgroups.base).
+            cg.create(restrict_devices=cfg.devices == "default", v1_inner=not cfg.idmap)
         except OSError as exc:
             raise from_oserror(f"cannot create the cgroups of '{cfg.name}'", exc) from exc
         if limits:
