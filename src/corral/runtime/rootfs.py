@@ -231,10 +231,17 @@ def _mount_cgroups(root: str, spec: InitSpec) -> None:
 
 
 def _mask(root: str) -> None:
+    empty = None
     for path in MASKED_PATHS:
         full = root + path
         if os.path.isdir(full):
-            m.mount("tmpfs", full, "tmpfs", m.MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0")
+            if empty is None:
+                m.mount("tmpfs", full, "tmpfs", m.MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0")
+                empty = full
+            else:
+                # The same read-only superblock again: every superblock adds a
+                # shrinker, and every memory cgroup on the host a slot for each.
+                m.mount(empty, full, None, m.MS_BIND)
         elif os.path.lexists(full):
             m.mount("/dev/null", full, None, m.MS_BIND)
     for path in READONLY_PATHS:
