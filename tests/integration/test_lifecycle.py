@@ -156,6 +156,26 @@ def test_killed_init_is_seen_as_stopped_and_restartable(corral: Corral) -> None:
     assert corral.info("k1")["state"] == "running"
 
 
+def test_runtime_state_lives_on_run_and_an_older_record_is_still_read(corral: Corral) -> None:
+    """The running container's record is on /run (tmpfs, gone at reboot like its
+    processes); one an earlier version left in the container's directory is
+    still honoured, and stop clears both."""
+    from corral.paths import StateRoot
+
+    paths = StateRoot(str(corral.root))
+    corral("create", "r1", "--template", "tiny", "--start")
+    new, old = paths.state_file("r1"), paths.legacy_state_file("r1")
+    assert new.startswith("/run/corral/state/") and os.path.exists(new)
+    assert not os.path.exists(old)
+    os.rename(new, old)  # as an earlier version would have left it
+    assert corral.info("r1")["state"] == "running"
+    corral("stop", "r1", "--timeout", "2")
+    assert not os.path.exists(old) and not os.path.exists(new)
+    assert not os.path.exists(paths.runtime)  # the root's last running container
+    corral("start", "r1")
+    assert os.path.exists(new) and corral.info("r1")["state"] == "running"
+
+
 def test_list_json(corral: Corral) -> None:
     corral("create", "l1", "--template", "tiny", "--start")
     corral("create", "l2", "--template", "tiny")

@@ -15,22 +15,11 @@ from corral import store
 from corral.errors import NotFoundError, PrivilegeError, ValidationError
 from corral.model import FROZEN, RUNNING, STOPPED, ContainerConfig, RuntimeState, Status, \
     validate_name
-from corral.paths import DEFAULT_ROOT, StateRoot
+from corral.paths import DEFAULT_ROOT, StateRoot, root_id  # noqa: F401 (benches use it)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-
-def root_id(root: str) -> str:
-    """Short id of a state root, derived from its path: names its cgroups and links.
-
-    Derived rather than stored so that no file must be read (and parsed) on
-    the start path; two state roots on one machine have different paths.
-    """
-    import zlib
-
-    return f"{zlib.crc32(root.encode()) & 0xFFFFFF:06x}"
 
 
 class Host:
@@ -123,23 +112,33 @@ class Host:
         store.write_toml(self.paths.config_file(cfg.name), cfg.to_dict(), durable=durable)
 
     def load_state(self, name: str) -> RuntimeState:
-        try:
-            return RuntimeState.from_dict(store.read_json(self.paths.state_file(name)))
-        except (FileNotFoundError, ValueError):
-            return RuntimeState()
+        for path in (self.paths.state_file(name), self.paths.legacy_state_file(name)):
+            try:
+                return RuntimeState.from_dict(store.read_json(path))
+            except FileNotFoundError:
+                continue
+            except ValueError:
+                break
+        return RuntimeState()
 
     def save_state(self, name: str, state: RuntimeState) -> None:
         # Never fsync'd: the record describes processes, which a power cut ends
         # anyway (a torn file then reads as "stopped"); the rename keeps it whole
         # against a crash of ours.  Two fsyncs per start cost ~7 ms each when
         # hundreds of containers start at once.
+        os.makedirs(self.paths.runtime, 0o700, exist_ok=True)
         store.write_json(self.paths.state_file(name), state.to_dict(), durable=False)
 
     def clear_state(self, name: str) -> None:
+        for path in (self.paths.state_file(name), self.paths.legacy_state_file(name)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         try:
-            os.unlink(self.paths.state_file(name))
-        except FileNotFoundError:
-            pass
+            os.rmdir(self.paths.runtime)  # the root's last running container: none left
+        except OSError:
+            pass  # others still run
 
     def status(self, name: str, state: RuntimeState | None = None) -> Status:
         """Recomputed from the kernel: the init's PID *and* start time, then the freezer."""
