@@ -96,6 +96,34 @@ def test_invalid_limits_change_nothing(corral: Corral, state_root) -> None:  # t
     assert p.returncode != 0 and not (state_root / "containers" / "v2").exists()
 
 
+@pytest.mark.parametrize("privileged", [False, True])
+def test_the_container_runs_its_own_cgroups_but_cannot_lift_its_limits(
+        corral: Corral, privileged: bool) -> None:
+    """Its cgroup namespace starts at its own cgroup: a systemd inside can make a
+    subtree and move processes into it; the limits Corral set stay out of reach.
+    (Unprivileged on v1: the outer cgroup, whose limit files belong to host root,
+    which its user namespace does not map; privileged, or on v2: the inner one.)"""
+    if not os.path.isdir("/sys/fs/cgroup/pids"):
+        pytest.skip("the shell lines below use the v1 hierarchies")
+    extra = ["--privileged"] if privileged else []
+    corral("create", "d1", "--template", "tiny", "--memory", "64M", "--pids", "50", *extra,
+           "--start")
+    group = corral.info("d1")["cgroup"]
+    lift = corral.run("exec", "d1", "--", "sh", "-c",
+                      "echo max > /sys/fs/cgroup/pids/pids.max; "
+                      "echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes", check=False)
+    with open(f"/sys/fs/cgroup/pids/{group}/pids.max") as f:
+        assert f.read().strip() == "50", lift
+    with open(f"/sys/fs/cgroup/memory/{group}/memory.limit_in_bytes") as f:
+        assert int(f.read()) == 64 << 20, lift
+    moved = corral("exec", "d1", "--", "sh", "-c",
+                   "mkdir /sys/fs/cgroup/pids/svc && echo $$ > /sys/fs/cgroup/pids/svc/cgroup.procs"
+                   " && grep pids /proc/self/cgroup")
+    assert moved.strip().endswith(":pids:/svc"), moved
+    # the subtree is inside the limit: a fork bomb in it stops at 50 for the whole container
+    assert corral.json("stats", "d1")["pids_limit"] == 50  # type: ignore[index]
+
+
 def test_stats_monotonic_and_match_kernel(corral: Corral) -> None:
     corral("create", "k1", "--template", "tiny", "--start")
     a = corral.json("stats", "k1")

@@ -81,8 +81,11 @@ class CgroupManager:
         """
         raise NotImplementedError
 
-    def procs_files(self) -> list[str]:
+    def procs_files(self, *, v1_inner: bool | None = None) -> list[str]:
         """The inner cgroup's cgroup.procs files, one per hierarchy.
+
+        ``v1_inner``: as given to ``create`` (for a container whose cgroups are
+        about to be made); None: as the existing cgroups show.
 
         A new process writes "0" to each (joining itself) before it unshares
         its cgroup namespace, so the namespace root is the inner cgroup.

@@ -132,13 +132,14 @@ class _FsManager(CgroupManager):
     def outer(self, h: Hierarchy) -> str:
         return f"{h.path}/{self.group}"
 
-    def inner(self, h: Hierarchy) -> str:
+    def inner(self, h: Hierarchy, v1_inner: bool | None = None) -> str:
         """Where the processes are: the payload cgroup, or in a v1 hierarchy
-        made without one (see ``base``), the outer cgroup itself."""
+        made without one (see ``base``), the outer cgroup itself.  Which one,
+        the caller says (before the cgroups are made) or the tree shows."""
         nested = f"{h.path}/{self.group}/{INNER}"
-        if h.v2 or os.path.isdir(nested):
-            return nested
-        return f"{h.path}/{self.group}"
+        if v1_inner is None:
+            v1_inner = os.path.isdir(nested)
+        return nested if h.v2 or v1_inner else f"{h.path}/{self.group}"
 
     def _controller(self, name: str) -> Hierarchy | None:
         for h in self.hierarchies:
@@ -192,8 +193,8 @@ class _FsManager(CgroupManager):
             except OSError:
                 pass  # other containers (ENOTEMPTY/EBUSY) or already gone
 
-    def procs_files(self) -> list[str]:
-        return [f"{self.inner(h)}/cgroup.procs" for h in self.hierarchies]
+    def procs_files(self, *, v1_inner: bool | None = None) -> list[str]:
+        return [f"{self.inner(h, v1_inner)}/cgroup.procs" for h in self.hierarchies]
 
     def exists(self) -> bool:
         return any(os.path.isdir(self.outer(h)) for h in self.hierarchies)

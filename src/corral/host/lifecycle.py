@@ -221,7 +221,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         rootfs=rootfs,
         argv=tuple(argv or cfg.init),
         env=dict(cfg.env),
-        cgroup_procs=tuple(str(f) for f in cgroup.procs_files()),
+        cgroup_procs=tuple(str(f) for f in cgroup.procs_files(v1_inner=not cfg.idmap)),
         cgroup_mounts=mounts,
         foreground=foreground,
         console_log=None if foreground or console_socket >= 0 else p.console_log(cfg.name),
