@@ -141,6 +141,14 @@ class _FsManager(CgroupManager):
             v1_inner = os.path.isdir(nested)
         return nested if h.v2 or v1_inner else f"{h.path}/{self.group}"
 
+    def _inner_file(self, h: Hierarchy, fname: str) -> str | None:
+        """``fname`` of the cgroup holding the processes, where that is not the
+        outer one (whose file the caller writes anyway) and has the file."""
+        inner = self.inner(h)
+        if inner == self.outer(h) or not os.path.exists(f"{inner}/{fname}"):
+            return None
+        return f"{inner}/{fname}"
+
     def _controller(self, name: str) -> Hierarchy | None:
         for h in self.hierarchies:
             if name in h.controllers:
@@ -316,8 +324,8 @@ class _FsManager(CgroupManager):
                 # documentation: only with the v2 semantics): the limit must sit
                 # on the cgroup that holds the processes as well.
                 _write(f"{self.outer(h)}/{fname}", value)
-                inner = f"{self.inner(h)}/{fname}"
-                if inner != f"{self.outer(h)}/{fname}" and os.path.exists(inner):
+                inner = self._inner_file(h, fname)
+                if inner is not None:
                     _write(inner, value)
             else:
                 _write(f"{self.outer(h)}/{fname}", value)
@@ -328,8 +336,8 @@ class _FsManager(CgroupManager):
         tools reading the quota) see it.  A child's quota may not exceed its
         parent's, so the inner one is lifted first and set last."""
         unlimited = "max 100000" if fname == "cpu.max" else "-1"
-        inner = f"{self.inner(h)}/{fname}"
-        if inner == f"{self.outer(h)}/{fname}" or not os.path.exists(inner):
+        inner = self._inner_file(h, fname)
+        if inner is None:
             _write(f"{self.outer(h)}/{fname}", value)  # the processes' own cgroup
             return
         _write(inner, unlimited)
@@ -340,9 +348,9 @@ class _FsManager(CgroupManager):
         """v1 cpusets are not inherited: the inner cgroup, where the processes are,
         needs the set too, and a child's set must stay within its parent's, so
         shrinking goes inner-first and growing outer-first."""
-        outer, inner = f"{self.outer(h)}/cpuset.cpus", f"{self.inner(h)}/cpuset.cpus"
-        if inner == outer:
-            _write(outer, cpus)
+        outer, inner = f"{self.outer(h)}/cpuset.cpus", self._inner_file(h, "cpuset.cpus")
+        if inner is None:
+            _write(outer, cpus)  # the processes' own cgroup
             return
         # Widen the outer set to everything its parent allows first, so that
         # any new inner set fits under it, then narrow it to the new set.
