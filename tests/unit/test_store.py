@@ -20,6 +20,28 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["state.json"]
 
 
+@pytest.mark.parametrize("obj", [
+    {}, [], {"a": {}}, {"a": []}, {"b": 1, "a": [1, 2.5, None, True, False, "x"]},
+    {"pid": 4242, "pid_start": 123456789012, "started": 1764108000.123456, "cgroup": "/corral-ab/c1",
+     "net": {"interfaces": [{"name": "eth0", "ip": "10.0.3.2", "ip6": "fd42::2", "peer": "vc1"}],
+             "bridge": "crb0"}},
+    {"s": "quote \" backslash \\ tab \t nl \n ctl \x01 del \x7f é 猫 \U0001F600"},
+    {"f": [0.1, -0.0, 1e300, 1e-300, float("inf"), float("-inf"), 3.0], "big": 2**70, "neg": -7},
+    ("a", ("b", ["c"])), "top", 5, None,
+])
+def test_json_records_are_written_exactly_as_json_dumps_writes_them(obj: object) -> None:
+    import json
+
+    assert store.json_bytes(obj) == json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def test_json_records_refuse_non_string_keys_and_unknown_types() -> None:
+    with pytest.raises(TypeError):
+        store.json_bytes({1: "x"})
+    with pytest.raises(TypeError):
+        store.json_bytes({"x": object()})
+
+
 def test_toml_roundtrip_and_parse_error(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     store.write_toml(f, {"name": "x", "init": ["/sbin/init"]})

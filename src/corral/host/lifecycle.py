@@ -562,10 +562,9 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
 
 
 def _write_records_early(host: Host, cfg: ContainerConfig, remove: bool) -> None:
-    """The config, written while the kernel builds the container's cgroups; and the
-    JSON codec the state record needs next, loaded in the same idle moment."""
+    """The config, written while the children build the container's namespaces."""
     host.save_config(cfg, durable=not remove)
-    import json  # noqa: F401
+
 
 def _wait_foreground(pid: int) -> int:
     """Wait for the init, forwarding SIGINT/SIGTERM/SIGHUP to it; its status becomes ours."""
