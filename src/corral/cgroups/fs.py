@@ -176,6 +176,7 @@ class _FsManager(CgroupManager):
     def _create(self, restrict_devices: bool = True, v1_inner: bool = True) -> None:
         top = self.group.split("/")[0]
         inner = f"{self.group}/{INNER}"
+        v1_devices = any("devices" in h.controllers and not h.v2 for h in self.hierarchies)
         for h in self.hierarchies:
             cpuset = "cpuset" in h.controllers
             for rel in (top, self.group, inner) if h.v2 or v1_inner else (top, self.group):
@@ -190,7 +191,7 @@ class _FsManager(CgroupManager):
                 if h.v2 and rel != inner:
                     _enable_controllers(path)
                 if rel == self.group and restrict_devices:
-                    _restrict_devices(h, path)
+                    _restrict_devices(h, path, v1_devices)
 
     def remove_top(self) -> None:
         """Remove the state root's top directory where no container is left in it."""
@@ -628,12 +629,16 @@ def _probe_v2_feature(tree: str, name: str) -> bool:
 CGROUP2_SUPER_MAGIC = 0x63677270
 
 
-def _restrict_devices(h: Hierarchy, path: str) -> None:
+def _restrict_devices(h: Hierarchy, path: str, v1_devices: bool) -> None:
     """The container's device allow-list (linux/devices.py) on its outer cgroup.
 
-    v1: the devices controller's files; v2 (and the unified half of a hybrid
-    host): an eBPF device program.  A tree that is not a real cgroup
-    filesystem (the unit tests' fake one) has neither.
+    v1 (and a hybrid host, as LXC does there): the devices controller's files;
+    pure v2: an eBPF device program.  On a hybrid host the v1 list is enough:
+    the container's processes live in that cgroup or below it, and a cgroup
+    can never allow more than its parent, so a second program on the unified
+    tree would only cost each start a verifier run (~0.5 ms) and the host a
+    JIT'd program per container.  A tree that is not a real cgroup filesystem
+    (the unit tests' fake one) has neither.
     """
     from corral.linux import devices
 
@@ -641,7 +646,7 @@ def _restrict_devices(h: Hierarchy, path: str) -> None:
         _write(f"{path}/devices.deny", "a")
         for rule in devices.v1_rules():
             _write(f"{path}/devices.allow", rule)
-    elif h.v2:
+    elif h.v2 and not v1_devices:
         from corral.linux import fs
 
         if fs.statfs_type(path) == CGROUP2_SUPER_MAGIC:
