@@ -26,6 +26,17 @@ def test_version_imports_nothing_heavy() -> None:
     assert out.splitlines()[-1] == "['corral', 'corral.cli', 'corral.cli.main']"
 
 
+def test_the_entry_flushes_its_output_before_leaving_without_teardown() -> None:
+    # entry() ends with os._exit: whatever print() buffered must be out first,
+    # also when stdout is a pipe (block-buffered), and the code must be main()'s.
+    p = subprocess.run([sys.executable, "-m", "corral", "--version"], capture_output=True,
+                       text=True)
+    assert (p.returncode, p.stdout) == (0, f"corral {__version__}\n")
+    p = subprocess.run([sys.executable, "-m", "corral", "frobnicate"], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "invalid choice" in p.stderr
+
+
 def test_usage_error_is_not_a_traceback() -> None:
     p = subprocess.run([CORRAL, "frobnicate"], capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "invalid choice" in p.stderr
