@@ -120,11 +120,13 @@ def _start(timeout: float) -> str | None:
 
 def binds(point: str) -> list[tuple[str, str]]:
     """(source on the host, target inside the container) pairs for the files lxcfs offers."""
-    out = []
-    for name in PROC_FILES:
-        src = f"{point}/proc/{name}"
-        if os.path.exists(src):
-            out.append((src, f"/proc/{name}"))
+    # One directory listing rather than a stat per file: each is a round trip
+    # to the lxcfs process (~0.15 ms), on every container start.
+    try:
+        offered = set(os.listdir(f"{point}/proc"))
+    except OSError:
+        offered = set()
+    out = [(f"{point}/proc/{name}", f"/proc/{name}") for name in PROC_FILES if name in offered]
     for name in SYS_FILES:
         src = f"{point}/sys/{name}"
         if os.path.exists(src):
