@@ -226,7 +226,7 @@ def _each_parallel(names: list[str], fn: Any, parallel: int) -> list[tuple[str, 
 
 def cmd_start(host: Any, args: Any) -> int:
     def one(name: str) -> None:
-        i = host.start(name)
+        i = host.start(name, details=False)
         print(f"container '{name}' started (pid {i['pid']})")
     return _each(_select(host, args), "start", _tolerant(args, one), args.parallel,
                  host.warm_for_start)

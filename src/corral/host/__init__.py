@@ -237,10 +237,10 @@ class Host:
 
         return lifecycle.create(self, cfg, durable=durable)
 
-    def start(self, name: str) -> dict[str, Any]:
+    def start(self, name: str, *, details: bool = True) -> dict[str, Any]:
         from corral.host import lifecycle
 
-        return lifecycle.start(self, name)
+        return lifecycle.start(self, name, details=details)
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         from corral.host import lifecycle
