@@ -61,15 +61,18 @@ def json_bytes(obj: Any) -> bytes:
     container start writes a record; strings go through the same C escaper
     json uses.  tests/unit/test_store.py checks it against json.dumps.
     """
+    from _json import encode_basestring_ascii as quote
+
     out: list[str] = []
-    _json_value(obj, out, "\n")
+    _json_value(obj, out, "\n", quote)
     out.append("\n")
     return "".join(out).encode()
 
 
-def _json_value(obj: Any, out: list[str], nl: str) -> None:
-    from _json import encode_basestring_ascii as quote
+_INF = float("inf")
 
+
+def _json_value(obj: Any, out: list[str], nl: str, quote: Any) -> None:
     if isinstance(obj, str):
         out.append(quote(obj))
     elif obj is None:
@@ -83,8 +86,10 @@ def _json_value(obj: Any, out: list[str], nl: str) -> None:
     elif isinstance(obj, float):
         if obj != obj:
             out.append("NaN")
-        elif obj in (float("inf"), float("-inf")):
-            out.append("Infinity" if obj > 0 else "-Infinity")
+        elif obj == _INF:
+            out.append("Infinity")
+        elif obj == -_INF:
+            out.append("-Infinity")
         else:
             out.append(float.__repr__(obj))
     elif isinstance(obj, dict):
@@ -97,7 +102,7 @@ def _json_value(obj: Any, out: list[str], nl: str) -> None:
             if not isinstance(key, str):
                 raise TypeError(f"record keys must be strings, not {key!r}")
             out.append(("," if i else "") + inner + quote(key) + ": ")
-            _json_value(obj[key], out, inner)
+            _json_value(obj[key], out, inner, quote)
         out.append(nl + "}")
     elif isinstance(obj, (list, tuple)):
         if not obj:
@@ -107,7 +112,7 @@ def _json_value(obj: Any, out: list[str], nl: str) -> None:
         out.append("[")
         for i, item in enumerate(obj):
             out.append(("," if i else "") + inner)
-            _json_value(item, out, inner)
+            _json_value(item, out, inner, quote)
         out.append(nl + "]")
     else:
         raise TypeError(f"cannot write {type(obj).__name__} into a record")
