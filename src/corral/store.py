@@ -150,6 +150,40 @@ def read_toml(path: str) -> dict[str, Any]:
                               hint="Fix the file by hand or restore it from a backup.") from exc
 
 
+def read_toml_cached(path: str) -> dict[str, Any]:
+    """``read_toml``, through a marshal copy of the parsed table kept beside the file
+    (``.NAME.cache``) and trusted while the file's inode, size, mtime and ctime are
+    those it was made from.
+
+    tomllib is pure Python: parsing a container's config costs ~0.4 ms, two
+    thirds of what ``list`` spends on each container, and ``list`` of a
+    thousand must stay under a second.  Every write replaces the file (a new
+    inode, a new ctime), and so does an edit by hand in any editor that saves
+    atomically; one that rewrites in place changes the mtime and ctime.  The
+    stat comes first, so a file replaced while it is read is cached under the
+    old key and parsed again next time.
+    """
+    import marshal
+
+    st = os.stat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    parent, base = os.path.split(path)
+    cache = f"{parent}/.{base}.cache"
+    try:
+        with open(cache, "rb") as f:
+            cached_key, data = marshal.load(f)
+        if cached_key == key and isinstance(data, dict):
+            return data
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    data = read_toml(path)
+    try:
+        write_atomic(cache, marshal.dumps((key, data)), 0o600, durable=False)
+    except (OSError, ValueError):  # a read-only root; a value marshal cannot hold
+        pass
+    return data
+
+
 def remove_tree(path: str) -> None:
     """``rm -rf path``: never follows symlinks; missing is fine.
 

@@ -42,6 +42,25 @@ def test_json_records_refuse_non_string_keys_and_unknown_types() -> None:
         store.json_bytes({"x": object()})
 
 
+def test_cached_toml_follows_every_change_of_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "config.toml"
+    store.write_toml(f, {"name": "a", "limits": {"memory": 1}})
+    assert store.read_toml_cached(str(f)) == {"name": "a", "limits": {"memory": 1}}
+    assert (tmp_path / ".config.toml.cache").exists()
+    assert store.read_toml_cached(str(f)) == {"name": "a", "limits": {"memory": 1}}
+    store.write_toml(f, {"name": "b", "limits": {"memory": 2}})  # same size, new inode
+    assert store.read_toml_cached(str(f)) == {"name": "b", "limits": {"memory": 2}}
+    time.sleep(0.02)  # an edit by hand comes later than a timestamp tick (4-10 ms)
+    with open(f, "r+") as fh:  # rewritten in place, same size and inode
+        fh.write('name = "c"')
+    assert store.read_toml_cached(str(f))["name"] == "c"
+    (tmp_path / ".config.toml.cache").write_bytes(b"garbage")
+    assert store.read_toml_cached(str(f))["name"] == "c"
+    f.write_text("name = [")
+    with pytest.raises(ValidationError, match="cannot parse"):
+        store.read_toml_cached(str(f))
+
+
 def test_toml_roundtrip_and_parse_error(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     store.write_toml(f, {"name": "x", "init": ["/sbin/init"]})

@@ -103,7 +103,7 @@ class Host:
     def load_config(self, name: str) -> ContainerConfig:
         validate_name(name)
         try:
-            data = store.read_toml(self.paths.config_file(name))
+            data = store.read_toml_cached(self.paths.config_file(name))
         except FileNotFoundError:
             raise self._not_found(name) from None
         return ContainerConfig.from_dict(data)
