@@ -130,9 +130,120 @@ def read_json(path: str) -> Any:
 
 
 def toml_bytes(obj: dict[str, Any]) -> bytes:
-    import tomli_w
+    """``tomli_w.dumps(obj)``, byte for byte (tomli-w 1.x), for what configs hold:
+    tables with str keys, str, int, float, bool, lists and lists of tables.
 
-    return tomli_w.dumps(obj).encode()
+    Written here because importing tomli_w costs ~3 ms (it pulls in
+    collections, datetime and decimal), and `corral run` writes a config on
+    its critical path.  Anything else (dates, times, Decimals) goes to tomli_w
+    itself.  tests/unit/test_store.py checks the two against each other.
+    """
+    out: list[str] = []
+    try:
+        _toml_table(obj, "", False, out)
+    except _NotPlain:
+        import tomli_w
+
+        return tomli_w.dumps(obj).encode()
+    return "".join(out).encode()
+
+
+class _NotPlain(Exception):
+    """A value ``toml_bytes`` leaves to tomli_w."""
+
+
+_TOML_BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_TOML_ESCAPES = {"\b": "\\b", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"',
+                 "\\": "\\\\"}
+
+
+def _toml_table(table: dict[str, Any], name: str, in_array: bool, out: list[str]) -> None:
+    # The layout tomli_w chooses: a table's own values first, then its
+    # sub-tables, each after a blank line; a list of tables that would not
+    # fit on a line as inline tables becomes an array of tables.
+    literals = []
+    tables: list[tuple[str, dict[str, Any], bool]] = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            tables.append((key, value, False))
+        elif _is_table_list(value) and not all(_fits_inline(t) for t in value):
+            tables.extend((key, t, True) for t in value)
+        else:
+            literals.append((key, value))
+    wrote = False
+    if in_array or name and (literals or not tables):
+        wrote = True
+        out.append(f"[[{name}]]\n" if in_array else f"[{name}]\n")
+    for key, value in literals:
+        wrote = True
+        out.append(f"{_toml_key(key)} = {_toml_value(value, 0)}\n")
+    for key, sub, sub_in_array in tables:
+        if wrote:
+            out.append("\n")
+        wrote = True
+        part = _toml_key(key)
+        _toml_table(sub, f"{name}.{part}" if name else part, sub_in_array, out)
+
+
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and \
+        all(isinstance(v, dict) for v in value)
+
+
+def _fits_inline(table: dict[str, Any]) -> bool:
+    text = f"    {_toml_inline_table(table)},"
+    return len(text) <= 100 and "\n" not in text
+
+
+def _toml_value(value: Any, level: int) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return float.__repr__(value)  # inf, nan and 1e+20 are TOML as they are
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        indent = "    " * (level + 1)
+        items = ",\n".join(indent + _toml_value(v, level + 1) for v in value)
+        return f"[\n{items},\n{'    ' * level}]"
+    if isinstance(value, dict):
+        return _toml_inline_table(value)
+    raise _NotPlain
+
+
+def _toml_inline_table(table: dict[str, Any]) -> str:
+    if not table:
+        return "{}"
+    return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v, 0)}"
+                            for k, v in table.items()) + " }"
+
+
+def _toml_key(key: str) -> str:
+    if not isinstance(key, str):
+        raise _NotPlain  # tomli_w says what is wrong with it
+    if key and _TOML_BARE.issuperset(key):
+        return key
+    return _toml_str(key)
+
+
+def _toml_str(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    parts = []
+    for ch in text:
+        if ch in _TOML_ESCAPES:
+            parts.append(_TOML_ESCAPES[ch])
+        elif ch < " " and ch != "\t" or ch == "\x7f":
+            parts.append(f"\\u{ord(ch):04x}")
+        else:
+            parts.append(ch)
+    return '"' + "".join(parts) + '"'
 
 
 def write_toml(path: str, obj: dict[str, Any], *, durable: bool = True) -> None:

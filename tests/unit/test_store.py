@@ -42,6 +42,89 @@ def test_json_records_refuse_non_string_keys_and_unknown_types() -> None:
         store.json_bytes({"x": object()})
 
 
+_TOML_SHAPES = [
+    {}, {"a": {}}, {"a": []}, {"a": {"b": {}}}, {"x": 1, "t": {"y": 2}, "z": "after a table"},
+    {"s": "quote \" backslash \\ tab \t nl \n cr \r ff \f bs \b ctl \x01 del \x7f é 猫 \U0001F600"},
+    {"odd key": 1, "": 2, "k.dot": 3, "é": 4, "bare-key_09": 5},
+    {"f": [0.1, -0.0, 1e300, 1e-300, 1e20, float("inf"), float("-inf"), 3.0], "big": 2**70,
+     "neg": -7, "b": [True, False]},
+    {"nested": [[1, 2], [], [["deep"]]], "tup": ("a", "b")},
+    {"ports": [{"host": 8080, "container": 80, "proto": "tcp"}]},  # fits: inline tables
+    {"aot": [{"name": "n" * 90, "x": 1}, {"name": "short"}]},  # too long: [[aot]]
+    {"aot": [{"t": {"deep": 1}, "v": [1, 2]}]},  # a nested table: [[aot]] then [aot.t]
+    {"mixed": [{"a": 1}, 2]},  # not only tables: an inline array
+    {"a": {"b": {"c": {"d": 1}}, "e": 2}},
+    {"inline": [{"a": {}}, {"b": {"c": [1, {"d": "x"}]}}]},
+]
+
+
+@pytest.mark.parametrize("obj", _TOML_SHAPES)
+def test_toml_configs_are_written_exactly_as_tomli_w_writes_them(obj: dict) -> None:
+    import tomli_w
+    import tomllib
+
+    assert store.toml_bytes(obj) == tomli_w.dumps(obj).encode()
+    tomllib.loads(store.toml_bytes(obj).decode())  # and it is TOML
+
+
+def test_toml_writer_matches_tomli_w_on_random_tables_and_real_configs() -> None:
+    import random
+
+    import tomli_w
+
+    from corral.model import ContainerConfig
+
+    rng = random.Random(7)
+    alphabet = "ab-_ .\"\\\t\né猫\x00\x7f"
+
+    def scalar() -> object:
+        kind = rng.randrange(5)
+        if kind == 0:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randrange(8)))
+        if kind == 1:
+            return rng.randrange(-10**12, 10**12)
+        if kind == 2:
+            return rng.uniform(-1e6, 1e6)
+        if kind == 3:
+            return rng.random() < 0.5
+        return [scalar() for _ in range(rng.randrange(3))]
+
+    def table(depth: int) -> dict:
+        out: dict = {}
+        for _ in range(rng.randrange(6)):
+            key = "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 6)))
+            roll = rng.random()
+            if depth < 3 and roll < 0.2:
+                out[key] = table(depth + 1)
+            elif depth < 3 and roll < 0.3:
+                out[key] = [table(depth + 1) for _ in range(rng.randrange(1, 3))]
+            else:
+                out[key] = scalar()
+        return out
+
+    for _ in range(300):
+        obj = table(0)
+        assert store.toml_bytes(obj) == tomli_w.dumps(obj).encode(), obj
+    cfg = ContainerConfig(name="web1", template="tiny", init=["/sbin/init", "--x"],
+                          env={"A": "1", "B": "two words"}, hostname="web1.example",
+                          limits={"memory": 256 << 20, "cpus": 1.5},
+                          network={"mode": "bridge", "publish": [{"host": 8080, "container": 80}]})
+    assert store.toml_bytes(cfg.to_dict()) == tomli_w.dumps(cfg.to_dict()).encode()
+
+
+def test_toml_writer_leaves_other_types_to_tomli_w() -> None:
+    import datetime
+
+    import tomli_w
+
+    obj = {"when": datetime.date(2026, 11, 25), "t": {"at": datetime.time(12, 30)}}
+    assert store.toml_bytes(obj) == tomli_w.dumps(obj).encode()
+    with pytest.raises(TypeError):
+        store.toml_bytes({"x": object()})
+    with pytest.raises(TypeError):
+        store.toml_bytes({1: "x"})
+
+
 def test_cached_toml_follows_every_change_of_the_file(tmp_path: Path) -> None:
     f = tmp_path / "config.toml"
     store.write_toml(f, {"name": "a", "limits": {"memory": 1}})
