@@ -1,4 +1,5 @@
-"""fork(2) whose child is born in a cgroup2 directory: clone3 with CLONE_INTO_CGROUP.
+"""fork(2) by clone3: the child born in a cgroup2 directory (CLONE_INTO_CGROUP),
+and in new namespaces.
 
 Moving a process into a cgroup by writing cgroup.procs takes the kernel's
 ``cgroup_threadgroup_rwsem`` for writing, and when no writer ran in the last
@@ -44,7 +45,15 @@ UNSUPPORTED = (38, 22, 7)  # ENOSYS, EINVAL, E2BIG
 
 def fork_into_cgroup(cgroup_dir_fd: int) -> int:
     """Like ``os.fork()``, the child starting in the cgroup2 directory of the fd."""
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_dir_fd)
+    return clone(0, cgroup_dir_fd)
+
+
+def clone(flags: int, cgroup_dir_fd: int = -1) -> int:
+    """Like ``os.fork()``, with clone(2) ``flags`` (new namespaces), the child
+    starting in the cgroup2 directory of ``cgroup_dir_fd`` unless it is -1."""
+    if cgroup_dir_fd >= 0:
+        flags |= CLONE_INTO_CGROUP
+    args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD, cgroup=max(cgroup_dir_fd, 0))
     _api.PyOS_BeforeFork()
     pid = _pylibc.syscall(ctypes.c_long(SYSCALL_NR["clone3"]), ctypes.byref(args),
                           ctypes.c_size_t(ctypes.sizeof(args)))
@@ -54,5 +63,5 @@ def fork_into_cgroup(cgroup_dir_fd: int) -> int:
     err = ctypes.get_errno()
     _api.PyOS_AfterFork_Parent()
     if pid < 0:
-        raise OSError(err, f"clone3(CLONE_INTO_CGROUP): {os.strerror(err)}")
+        raise OSError(err, f"clone3: {os.strerror(err)}")
     return int(pid)

@@ -64,18 +64,23 @@ class _MountAttr(ctypes.Structure):
 def open_tree_idmapped(path: str, userns_fd: int) -> int:
     """A detached copy of the mount tree at ``path`` whose file owners are seen
     through ``userns_fd``'s id map (on-disk id N appears as the host id N maps to)."""
-    fd = syscall("open_tree", AT_FDCWD, _b(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC,
-                 path=path)
+    fd = open_tree_clone(path)
     try:
-        attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-        syscall("mount_setattr", fd, b"", AT_EMPTY_PATH, ctypes.byref(attr),
-                ctypes.sizeof(attr), path=path)
+        set_idmap(fd, userns_fd)
     except BaseException:
         import os
 
         os.close(fd)
         raise
     return fd
+
+
+def set_idmap(tree_fd: int, userns_fd: int) -> None:
+    """Make a detached tree (from open_tree, never attached yet) idmapped through
+    ``userns_fd``; every fd of the tree, in any process, sees the change."""
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    syscall("mount_setattr", tree_fd, b"", AT_EMPTY_PATH, ctypes.byref(attr),
+            ctypes.sizeof(attr))
 
 
 def open_tree_clone(path: str) -> int:

@@ -55,6 +55,17 @@ class CgroupJoin:
                 return pid
         return os.fork()
 
+    def clone(self, flags: int) -> int:
+        """The container's init: clone3 with namespace ``flags``, born in the
+        cgroup2 directory when there is one; it must call ``join`` first.
+        Raises OSError (errno in ``linux.clone.UNSUPPORTED``) where clone3
+        cannot do that."""
+        from corral.linux import clone
+
+        pid = clone.clone(flags, self.v2_dir)
+        self.moved = self.v2_dir >= 0
+        return pid
+
     def join(self) -> None:
         """In the child: move into the v1 cgroups (and v2, when not born there)."""
         for fd in self.tasks:

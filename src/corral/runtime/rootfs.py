@@ -32,66 +32,115 @@ READONLY_PATHS = ("/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs")
 NOSUID_NODEV_NOEXEC = m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC
 
 
-# Where the intermediate process stages a user-namespaced container's layers
-# (idmapped mounts) in its private mount namespace: a tmpfs over this host
-# directory, visible to nothing else.  Short paths keep many layers inside
-# the one page of overlay mount options.
+# Where a user-namespaced container's layers (detached mount trees, idmapped
+# where they need to be) are attached inside its own mount namespace, on a
+# tmpfs of its own over this host directory, before the overlay is mounted
+# from them.  Short paths keep many layers inside the one page of overlay
+# mount options.
 STAGE = "/run/corral/stage"
 
 
-def stage_idmapped(spec: RootfsSpec, userns_fd: int, base: int, size: int) -> RootfsSpec:
-    """The container's layers, staged for its root in the caller's private mount namespace.
+class StagedLayers:
+    """The container's layers as detached mount trees, made as host root.
 
-    Runs as host root before joining the container's user namespace (see
-    spawn._enter_userns).  Templates (files owned by the host's ids) and
-    layers written by other containers are *idmapped* mounts, so their files
-    appear owned by this container's ids — no chown of shared trees, however
-    large.  The container's own layers and its upper already carry its host
-    ids and are plain binds: what it writes lands on disk with its own host
-    ids.  The overlay itself is mounted by the container's root (see
-    ``mount_root``).
+    Templates (files owned by the host's ids) and layers written by other
+    containers become *idmapped* mounts, so their files appear owned by this
+    container's ids -- no chown of shared trees, however large.  The
+    container's own layers and its upper already carry its host ids and are
+    plain clones: what it writes lands on disk with its own host ids.
+
+    Three steps, so that the container's init needs no process of its own
+    to map ids (see ``spawn``): ``open_layers`` before the init is cloned
+    (it inherits the fds), ``idmap`` once the init's user namespace has its
+    id map (the templates are mapped through that very namespace), and
+    ``attach`` in the init, inside its own mount namespace, which then
+    mounts the overlay from them (``mount_root``).
     """
-    from corral.linux import ns
 
-    os.makedirs(STAGE, 0o755, exist_ok=True)
-    m.mount("tmpfs", STAGE, "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=64k")
-    maps: dict[int, int] = {0: userns_fd}  # owner → a user namespace mapping it to base
+    __slots__ = ("bind", "pending", "trees")
 
-    def attach(path: str, name: str, owner: int | None) -> str:
-        if owner == base or owner is None:
-            fd = m.open_tree_clone(path)
-        else:
-            if owner not in maps:
-                maps[owner] = ns.make_userns(base, base, size, inside=owner)
-            fd = m.open_tree_idmapped(path, maps[owner])
-        try:
+    def __init__(self) -> None:
+        self.trees: list[tuple[str, int]] = []  # (name under STAGE, detached tree fd)
+        self.pending: list[int] = []  # fds to idmap through the container's own namespace
+        self.bind = False  # --rootfs DIR: one tree, the root itself
+
+    def idmap(self, userns_fd: int) -> None:
+        """Map the host-owned trees through ``userns_fd`` (host root, before ``attach``)."""
+        for fd in self.pending:
+            m.set_idmap(fd, userns_fd)
+        self.pending = []
+
+    def attach(self, spec: RootfsSpec) -> RootfsSpec:
+        """Attach the trees under STAGE (a fresh tmpfs); the root to mount from them."""
+        m.mount("tmpfs", STAGE, "tmpfs", m.MS_NOSUID | m.MS_NODEV, "mode=755,size=64k")
+        for name, fd in self.trees:
             target = f"{STAGE}/{name}"
             os.mkdir(target, 0o755)
             m.move_mount(fd, target)
-        finally:
+        self.close()
+        if self.bind:
+            return RootfsSpec(mountpoint=f"{STAGE}/root", premounted=True)
+        os.mkdir(f"{STAGE}/root", 0o755)
+        return RootfsSpec(mountpoint=f"{STAGE}/root",
+                          lower=tuple(f"{STAGE}/l{i}" for i in range(len(spec.lower))),
+                          upper=f"{STAGE}/c/upper", work=f"{STAGE}/c/work")
+
+    def close(self) -> None:
+        for _name, fd in self.trees:
             os.close(fd)
-        return target
+        self.trees = []
+        self.pending = []
+
+
+def open_layers(spec: RootfsSpec, base: int, size: int) -> StagedLayers:
+    """Step one of ``StagedLayers``, as host root: a detached tree for every layer.
+
+    ``base``, ``size``: the container's id range on the host.  Layers of other
+    containers (owned by another range) are mapped here already, through a
+    namespace made for their owner; the templates wait for ``idmap``.
+    """
+    from corral.linux import ns
+
+    # The init mounts its own tmpfs here; it could not make the directory.
+    os.makedirs(STAGE, 0o755, exist_ok=True)
+    staged = StagedLayers()
+    others: dict[int, int] = {}  # owner -> a user namespace mapping it to base
+
+    def add(path: str, name: str, owner: int | None) -> None:
+        if owner == base or owner is None:
+            staged.trees.append((name, m.open_tree_clone(path)))
+            return
+        if owner == 0:
+            fd = m.open_tree_clone(path)
+            staged.trees.append((name, fd))
+            staged.pending.append(fd)
+            return
+        if owner not in others:
+            others[owner] = ns.make_userns(base, base, size, inside=owner)
+        staged.trees.append((name, m.open_tree_idmapped(path, others[owner])))
 
     try:
         if spec.bind is not None:
             # A directory of the user's: seen as the container's, written unshifted.
-            return RootfsSpec(mountpoint=attach(spec.bind, "root", 0), premounted=True)
+            staged.bind = True
+            add(spec.bind, "root", 0)
+            return staged
         if spec.disk is not None and spec.disk_mount is not None:
             own = spec.disk_mount  # mounted already (spawn._private_mounts)
         else:
             assert spec.upper is not None
             own = os.path.dirname(spec.upper)  # upper/ and work/ share the container's dir
         owners = spec.lower_owners or (0,) * len(spec.lower)
-        lower = tuple(attach(path, f"l{i}", owner)
-                      for i, (path, owner) in enumerate(zip(spec.lower, owners)))
-        staged_own = attach(own, "c", None)
+        for i, (path, owner) in enumerate(zip(spec.lower, owners)):
+            add(path, f"l{i}", owner)
+        add(own, "c", None)
+        return staged
+    except BaseException:
+        staged.close()
+        raise
     finally:
-        for owner, fd in maps.items():
-            if owner != 0:
-                os.close(fd)
-    os.mkdir(f"{STAGE}/root", 0o755)
-    return RootfsSpec(mountpoint=f"{STAGE}/root", lower=lower, upper=f"{staged_own}/upper",
-                      work=f"{staged_own}/work")
+        for fd in others.values():
+            os.close(fd)
 
 
 def mount_root(spec: RootfsSpec) -> str:

@@ -1,23 +1,29 @@
-"""Start a container's init: fork, join cgroups, unshare, fork PID 1, pivot, exec.
+"""Start a container's init: clone it into its cgroups and namespaces, pivot, exec.
 
 Processes and the handshake between them (numbers match the comments)::
 
-    caller (corral CLI, single-threaded): #0 makes the cgroups
-      └─ fork ─ intermediate, born in the cgroups: #1 unshares every namespace
-                  └─ fork ─ init (PID 1 inside): #2 mounts the root and pivots,
-                            reports "ready", #4 waits for "go" (carrying files to
-                            write, e.g. /etc/hosts), #5 drops privileges and execs
-                  intermediate #3 reports the init's host PID and exits
+    caller (corral CLI, single-threaded): #0 makes the cgroups, opens the
+      │  container's layers as detached mount trees (user namespace)
+      └─ clone3 ─ init, born in the cgroup2 directory, a new PID namespace
+                  (PID 1 there) and user namespace: #1 joins the v1 cgroups,
+                  unshares the other namespaces
+         caller #1b writes the init's id maps and idmaps the template layers
+                  through its user namespace, says "mapped"
+                  init #2 becomes root there, attaches the layers, mounts the
+                  root and pivots, reports "ready", #4 waits for "go"
+                  (carrying files to write, e.g. /etc/hosts), #5 drops
+                  privileges and execs
 
-A container with a disk image differs at #0/#1: the intermediate makes the
-cgroups, mounts the image, then joins them (see ``spawn``).  The caller
-wires what needs the init's PID (network) between "ready" and "go".
-Messages are ``marshal``-encoded (built in, no import cost) and
+The init is the caller's own child: there is no process in between, and
+none of ours stays per container (when the caller exits the init is
+reparented to the host's init).  A container with a disk image, or a kernel
+whose clone3 cannot do the above, takes the older way (``_spawn_forked``):
+an intermediate process that mounts the image as host root in a private
+mount namespace, joins the cgroups, unshares, forks the init and exits.
+The caller wires what needs the init's PID (network) between "ready" and
+"go".  Messages are ``marshal``-encoded (built in, no import cost) and
 length-prefixed.  The report pipe is close-on-exec, so the caller sees EOF
 exactly when the init has exec'd, or an error message if anything failed.
-The intermediate exits at once, so no process of ours stays per container:
-the init is reparented to the host's init (or to the caller when it is a
-child subreaper, as `corral run` is).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from corral.runtime.cgjoin import CgroupJoin
+    from corral.runtime.rootfs import StagedLayers
 
 _LEN = struct.Struct("<I")
 
@@ -147,6 +154,148 @@ def spawn(spec: InitSpec, console: str | None = None,
 
 def _spawn(spec: InitSpec, console: str | None, meanwhile: Callable[[], object] | None,
            prepare: Callable[[], object] | None) -> Spawned:
+    if spec.rootfs.disk is None:
+        if prepare is not None:
+            prepare()  # #0
+        spawned = _spawn_direct(spec, console, meanwhile)
+        if spawned is not None:
+            return spawned
+        prepare = None  # clone3 cannot: the cgroups are made already
+    return _spawn_forked(spec, console, meanwhile, prepare)
+
+
+def _pipes(spec: InitSpec) -> tuple[int, int, int, int, int]:
+    """report_r, report_w, go_r, go_w, and the console log's fd (or -1)."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        if spec.console_log is None:
+            return report_r, report_w, go_r, go_w, -1
+        return report_r, report_w, go_r, go_w, os.open(
+            spec.console_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except BaseException:
+        _close(report_r, report_w, go_r, go_w)
+        raise
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _spawn_direct(spec: InitSpec, console: str | None,
+                  meanwhile: Callable[[], object] | None) -> Spawned | None:
+    """#1-#2 with the init as the caller's child; None where clone3 cannot."""
+    from corral.linux import clone
+    from corral.runtime.cgjoin import CgroupJoin
+
+    staged = None
+    if spec.userns:
+        from corral.runtime import rootfs
+
+        _delegate_cgroups(spec)
+        staged = rootfs.open_layers(spec.rootfs, spec.userns[0], spec.userns[2])
+    join = None
+    try:
+        join = CgroupJoin(spec.cgroup_procs)
+        report_r, report_w, go_r, go_w, log_fd = _pipes(spec)
+        try:
+            pid = join.clone(ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0))
+        except OSError as exc:
+            _close(report_r, report_w, go_r, go_w, log_fd)
+            if exc.errno in clone.UNSUPPORTED:
+                return None
+            raise
+        except BaseException:
+            _close(report_r, report_w, go_r, go_w, log_fd)
+            raise
+        if pid == 0:  # the init
+            os.close(report_r)
+            os.close(go_w)
+            _init_direct(spec, console, report_w, go_r, log_fd, join, staged)
+        _close(report_w, go_r, log_fd)
+        join.close()
+        join = None
+        try:
+            if staged is not None:
+                _map_ids(pid, spec.userns, staged)  # #1b
+                staged.close()
+                staged = None
+                send(go_w, ("mapped",))
+            if meanwhile is not None:
+                meanwhile()
+            msg = recv(report_r)
+            if msg != ("ready",):
+                _raise_report(spec.name, msg if msg is not None else
+                              ("error", "the init exited during setup", None))
+        except BaseException:
+            _close(report_r, go_w)  # an init still waiting exits on EOF
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            raise
+        return Spawned(pid=pid, report_fd=report_r, go_fd=go_w, name=spec.name)
+    finally:
+        if join is not None:
+            join.close()
+        if staged is not None:
+            staged.close()
+
+
+def _map_ids(pid: int, userns: tuple[int, int, int], staged: StagedLayers) -> None:
+    """The init's user namespace: its id maps (as newuidmap would write them), then
+    the template layers idmapped through it."""
+    uid_base, gid_base, size = userns
+    for name, base in (("uid_map", uid_base), ("gid_map", gid_base)):
+        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, f"0 {base} {size}\n".encode())
+        finally:
+            os.close(fd)
+    if staged.pending:
+        userns_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            staged.idmap(userns_fd)
+        finally:
+            os.close(userns_fd)
+
+
+def _init_direct(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd: int,
+                 join: CgroupJoin, staged: StagedLayers | None) -> None:
+    """#1-#2 in the init cloned by ``_spawn_direct``; ends in ``_init`` (exec or _exit)."""
+    try:
+        # In the cgroups first, so that the cgroup namespace's root is the
+        # container's own cgroup (v1 hierarchies: joined here, see cgjoin).
+        join.join()
+        ns.unshare(NAMESPACES & ~ns.CLONE_NEWPID | (ns.CLONE_NEWNET if spec.netns else 0))
+        root = None
+        if staged is not None:
+            msg = recv(go_r)
+            if msg != ("mapped",):
+                os._exit(126)  # the caller gave up
+            _become_root()
+            from corral.linux import mount as m
+
+            m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+            root = staged.attach(spec.rootfs)
+    except BaseException as exc:
+        _fail(report_w, "namespaces", exc)
+    _init(spec, console, report_w, go_r, log_fd, root)
+
+
+def _become_root() -> None:
+    """Host root has no id in a new user namespace: become its root (host uid_base)."""
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def _spawn_forked(spec: InitSpec, console: str | None,
+                  meanwhile: Callable[[], object] | None,
+                  prepare: Callable[[], object] | None) -> Spawned:
     from corral.runtime.cgjoin import CgroupJoin
 
     at_birth = spec.rootfs.disk is None
@@ -154,20 +303,13 @@ def _spawn(spec: InitSpec, console: str | None, meanwhile: Callable[[], object] 
         prepare()
         prepare = None
     join = None
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    log_fd = -1
+    report_r, report_w, go_r, go_w, log_fd = _pipes(spec)
     try:
-        if spec.console_log is not None:
-            log_fd = os.open(spec.console_log,
-                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         if at_birth:
             join = CgroupJoin(spec.cgroup_procs)
         pid = join.fork() if join is not None else os.fork()
     except BaseException:
-        for fd in (report_r, report_w, go_r, go_w, log_fd):
-            if fd >= 0:
-                os.close(fd)
+        _close(report_r, report_w, go_r, go_w, log_fd)
         if join is not None:
             join.close()
         raise
@@ -285,23 +427,15 @@ def _private_mounts(spec: InitSpec) -> None:
                     os.chown(f"{point}/{d}", spec.userns[0], spec.userns[1])
 
 
-def _enter_userns(spec: InitSpec) -> RootfsSpec:
-    """Make the container's user namespace, stage its idmapped layers, and join it.
-
-    Staging happens as host root in a private mount namespace (idmapped
-    mounts need the host's privilege); the container's own mount namespace,
-    unshared next, is a copy of it owned by the new user namespace.  The
-    container's cgroups are handed to its root so that an init like systemd
-    can manage its own subtree.
-    """
-    from corral.runtime import rootfs
-
+def _delegate_cgroups(spec: InitSpec) -> None:
+    """Hand the container's cgroups to its root, so that an init like systemd can
+    manage its own subtree.  What delegation hands over (the kernel's
+    cgroup-v2.rst, "Delegation Containment"; for v1 what LXC chowns): the
+    directory, to make cgroups below, and the files that move processes --
+    never a limit."""
     assert spec.userns is not None
-    uid_base, gid_base, size = spec.userns
+    uid_base, gid_base, _size = spec.userns
     for procs in spec.cgroup_procs:
-        # What delegation hands over (the kernel's cgroup-v2.rst, "Delegation
-        # Containment"; for v1 what LXC chowns): the directory, to make
-        # cgroups below, and the files that move processes -- never a limit.
         cg = os.path.dirname(procs)
         os.chown(cg, uid_base, gid_base)
         os.chown(procs, uid_base, gid_base)
@@ -310,16 +444,32 @@ def _enter_userns(spec: InitSpec) -> RootfsSpec:
         except FileNotFoundError:  # v2
             os.chown(f"{cg}/cgroup.threads", uid_base, gid_base)
             os.chown(f"{cg}/cgroup.subtree_control", uid_base, gid_base)
+
+
+def _enter_userns(spec: InitSpec) -> RootfsSpec:
+    """Make the container's user namespace, stage its idmapped layers, and join it.
+
+    Staging happens as host root in a private mount namespace (idmapped
+    mounts need the host's privilege); the container's own mount namespace,
+    unshared next, is a copy of it owned by the new user namespace.
+    """
+    from corral.runtime import rootfs
+
+    assert spec.userns is not None
+    uid_base, gid_base, size = spec.userns
+    _delegate_cgroups(spec)
     userns_fd = ns.make_userns(uid_base, gid_base, size)
     try:
-        staged = rootfs.stage_idmapped(spec.rootfs, userns_fd, uid_base, size)
+        layers = rootfs.open_layers(spec.rootfs, uid_base, size)
+        try:
+            layers.idmap(userns_fd)
+            staged = layers.attach(spec.rootfs)
+        finally:
+            layers.close()
         ns.setns(userns_fd, ns.CLONE_NEWUSER)
     finally:
         os.close(userns_fd)
-    # Host root has no id in the new namespace: become its root (host uid_base).
-    os.setgroups([])
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
+    _become_root()
     return staged
 
 
@@ -335,7 +485,7 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
             import fcntl
             import socket
         if spec.sysinfo_socket >= 0:  # imported before the root changes
-            from corral.runtime import sysinfo_agent
+            from corral.runtime import sysinfo_client
         if not spec.foreground:
             os.setsid()  # no controlling terminal of the caller's
         step = "hostname"
@@ -354,7 +504,7 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         _write_files(msg[1])
         if spec.sysinfo_socket >= 0:
             step = "sysinfo"  # best effort: hands the agent a listener, closes the socket
-            sysinfo_agent.hand_over(spec.sysinfo_socket, spec.sysinfo_filter)
+            sysinfo_client.hand_over(spec.sysinfo_socket, spec.sysinfo_filter)
         step = "stdio"
         _setup_stdio(spec, log_fd)
         # No host fd beyond 0-2 may reach the container (CVE-2024-21626 class);
