@@ -163,7 +163,7 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
     # it read first, for the next container to read from disk again.
     _teardown(host, name, state, uncharge=False)
     host.cgroup(name).remove_top()
-    if os.path.isdir(host.net.state_dir):
+    if os.path.isdir(host.net_dir):
         from corral import network
 
         network.release(host.net, name)
@@ -209,7 +209,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                             else None)
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
-    from corral.runtime import filters, lxcfs, sysinfo_agent
+    from corral.runtime import filters, lxcfs, sysinfo_client
 
     point = lxcfs.ensure()
     binds = tuple(lxcfs.binds(point)) if point else ()
@@ -238,7 +238,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
         sysinfo_filter=notify,
-        sysinfo_socket=sysinfo_agent.connect(cgroup.root, cgroup.group) if notify else -1,
+        sysinfo_socket=sysinfo_client.connect(cgroup.root, cgroup.group) if notify else -1,
     )
 
 
@@ -542,7 +542,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
         except BaseException:
             if remove or not host.exists(cfg.name):
                 if cfg.network.get("mode", "none") not in ("none", "host") and \
-                        os.path.isdir(host.net.state_dir):
+                        os.path.isdir(host.net_dir):
                     from corral import network
 
                     network.release(host.net, cfg.name)  # the address it was given
@@ -658,7 +658,7 @@ def info(host: Host, name: str) -> dict[str, Any]:
     addresses = [i["ip"] for i in state.net.get("interfaces", [])] + \
         [i["ip6"] for i in state.net.get("interfaces", [])] if current != STOPPED else []
     if not addresses and cfg.network.get("mode", "none") != "none" and \
-            os.path.isdir(host.net.state_dir):
+            os.path.isdir(host.net_dir):
         from corral import network
 
         addresses = [a for _n, a in network.leased(host.net, name)]

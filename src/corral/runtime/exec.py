@@ -62,9 +62,9 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec,
     program = _filter_of(status, filters)
     agent = (-1, b"")
     if program and sysinfo is not None:
-        from corral.runtime import sysinfo_agent
+        from corral.runtime import sysinfo_client
 
-        agent = (sysinfo_agent.connect(*sysinfo), filters.sysinfo_program())
+        agent = (sysinfo_client.connect(*sysinfo), filters.sysinfo_program())
     # After connecting: an agent started by connect must not be born in the container.
     ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
     join = JOIN
@@ -127,7 +127,7 @@ def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
     from corral.linux import filter as seccomp
 
     if agent[0] >= 0:
-        from corral.runtime import sysinfo_agent
+        from corral.runtime import sysinfo_client
 
     if spec.tty:
         import fcntl
@@ -144,7 +144,7 @@ def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
         cgroups.join()
         ns.setns(pidfd, join)
         if agent[0] >= 0:  # best effort: the agent gets a listener, the socket is closed
-            sysinfo_agent.hand_over(*agent)
+            sysinfo_client.hand_over(*agent)
         step = "resolving the user"
         uid, gid, home, groups = _resolve_user(spec.user)
         if spec.tty:
