@@ -210,13 +210,14 @@ class ContainerConfig(_Record):
         if self.systempaths not in ("default", "unconfined"):
             raise ValidationError(f"unknown systempaths '{self.systempaths}'",
                                   hint="Use default or unconfined.")
-        from corral.linux.caps import CAP_NAMES
+        if self.cap_add:  # the table of names is imported only when there are some
+            from corral.linux.caps import CAP_NAMES
 
-        for cap in self.cap_add:
-            if cap != "all" and cap not in CAP_NAMES:
-                raise ValidationError(f"unknown capability '{cap}'",
-                                      hint="Names as in capabilities(7) without CAP_, "
-                                           "e.g. sys_time, or all.")
+            for cap in self.cap_add:
+                if cap != "all" and cap not in CAP_NAMES:
+                    raise ValidationError(f"unknown capability '{cap}'",
+                                          hint="Names as in capabilities(7) without CAP_, "
+                                               "e.g. sys_time, or all.")
 
     @property
     def effective_hostname(self) -> str:

@@ -56,15 +56,20 @@ def cmd_template(host: Any, args: Any) -> int:
 
 
 def _raw_limits(args: Any) -> dict[str, Any]:
+    if getattr(args, "no_limits", False):
+        return {}  # the fast parser saw no limit flag (see main._fast_parse)
     from corral.cgroups.resources import LIMITS
 
     return {k: getattr(args, k) for k in LIMITS if getattr(args, k, None) is not None}
 
 
 def _limits(args: Any) -> dict[str, Any]:
+    raw = _raw_limits(args)
+    if not raw:
+        return {}
     from corral.host.resources import parse_limits
 
-    return parse_limits(_raw_limits(args))
+    return parse_limits(raw)
 
 
 def _network(args: Any) -> dict[str, Any]:

@@ -368,9 +368,7 @@ def _fast_parse(argv: list[str]) -> _Args | None:
             opts["net"] not in (None, "bridge", "none"):
         return None
     else:
-        from corral.cgroups.resources import LIMITS  # flags given → argparse; else unset
-
-        opts.update(dict.fromkeys(LIMITS))
+        opts["no_limits"] = True  # a limit flag would have sent this to argparse
     return _Args(command=command, argv=rest, **glob, **opts)
 
 

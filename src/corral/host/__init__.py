@@ -58,11 +58,16 @@ class Host:
             os.makedirs(d, mode=0o700, exist_ok=True)
 
     @property
+    def net_dir(self) -> str:
+        """Where this root keeps its network records; none there: no network was made."""
+        return f"{self.root}/network"
+
+    @property
     def net(self) -> Any:
-        """This root's network context (records under <root>/network)."""
+        """This root's network context (records under ``net_dir``)."""
         from corral.network import NetContext
 
-        return NetContext(f"{self.root}/network", self.id, self.is_default_root)
+        return NetContext(self.net_dir, self.id, self.is_default_root)
 
     # -- cgroups ---------------------------------------------------------------------
 
