@@ -185,7 +185,8 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
 # -- start ----------------------------------------------------------------------------------
 
 def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list[str] | None,
-               cgroup: Any, disk_loop: str | None = None, console_socket: int = -1) -> Any:
+               cgroup: Any, disk_loop: str | None = None, console_socket: int = -1,
+               files: dict[str, tuple[bytes, int]] | None = None) -> Any:
     from corral.cgroups.mounts import host_cgroup_mounts
     from corral.host import templates
     from corral.runtime.spec import CgroupMount, InitSpec, RootfsSpec
@@ -234,6 +235,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         seccomp=b"" if cfg.seccomp == "unconfined" else
         filters.program(nesting=cfg.seccomp == "nesting"),
         systempaths=cfg.systempaths == "default",
+        files=files or {},
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
@@ -295,8 +297,29 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
 
             resources.apply(host, cfg.name, limits)
 
+    networked = cfg.network.get("mode", "none") not in ("none", "host")
+    files = _guest_files(cfg)
+    if networked:
+        del files["/etc/hosts"]  # the network's, with the address, comes with "go"
+    if cfg.guest:
+        from corral.host import guest
+
+        files.update(guest.files(cfg))
+    state = RuntimeState(cgroup=cg.group)
+
+    def early(pid: int) -> None:
+        # While the init builds its root: what needs only its PID.
+        state.pid, state.pid_start, state.started = pid, proc.start_time(pid), time.time()
+        if meanwhile is not None:
+            meanwhile()
+        if not networked:
+            # Recorded now, in full: should we die before "go", the init sees its
+            # pipe close and exits, and the record then reads as stopped.
+            host.save_state(cfg.name, state)
+
     with Reverter() as undo:
         undo.add(cg.destroy)
+        undo.add(host.clear_state, cfg.name)
         loop = None
         if _has_disk_quota(cfg) and cfg.rootfs is None:
             from corral.storage import disk
@@ -304,34 +327,28 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
             loop = disk.attach(host.paths.disk_image(cfg.name))
             undo.add(disk.release, loop)
         spec = _init_spec(host, cfg, foreground=foreground, argv=argv, cgroup=cg,
-                          disk_loop=loop, console_socket=console_socket)
+                          disk_loop=loop, console_socket=console_socket, files=files)
         console = _foreground_console() if foreground else None
-        child = spawn.spawn(spec, console, meanwhile, prepare=make_cgroups)
+        child = spawn.spawn(spec, console, early, prepare=make_cgroups)
         undo.add(child.abort)
         if loop is not None:
             # Mounted inside the container now: from here the loop device frees
             # itself when the container's mount namespace goes away.
             disk.release(loop)
-        state = RuntimeState(pid=child.pid, pid_start=proc.start_time(child.pid),
-                             started=time.time(), cgroup=cg.group)
-        undo.add(host.clear_state, cfg.name)
-        files = _guest_files(cfg)
-        if cfg.guest:
-            from corral.host import guest
-
-            files.update(guest.files(cfg))
-        if cfg.network.get("mode", "none") not in ("none", "host"):
+        net_files: dict[str, tuple[bytes, int]] = {}
+        if networked:
             from corral import network
 
             undo.add(lambda: network.detach(host.net, cfg.name, state.net))
-            state.net = network.attach(host.net, cfg.name, child.pid, cfg.network)
+            assert state.pid is not None
+            state.net = network.attach(host.net, cfg.name, state.pid, cfg.network)
             for path, content in network.guest_files(state.net, cfg.effective_hostname).items():
-                files[path] = (content, 0o644)
-        # Recorded once, with the network: should we die before, the init (still
-        # waiting for "go") sees its pipe close and exits, and its namespace takes
-        # the veth with it; doctor removes the cgroups.
-        host.save_state(cfg.name, state)
-        child.release(files)
+                net_files[path] = (content, 0o644)
+            # Recorded once, with the network: should we die before, the init (still
+            # waiting for "go") sees its pipe close and exits, and its namespace takes
+            # the veth with it; doctor removes the cgroups.
+            host.save_state(cfg.name, state)
+        child.release(net_files)
         undo.success()
     return state
 

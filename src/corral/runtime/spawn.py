@@ -99,7 +99,10 @@ class Spawned:
         self.name = name
 
     def release(self, files: dict[str, tuple[bytes, int]] | None = None) -> None:
-        """#4: let the init write ``files`` (path → (content, mode)) and exec."""
+        """#4: let the init write ``files`` (path → (content, mode)) and exec.
+
+        Files known before the start (``InitSpec.files``) are written already;
+        these are what depends on the caller's work since, such as addresses."""
         try:
             send(self.go_fd, ("go", files or {}))
         except BrokenPipeError:
@@ -132,16 +135,16 @@ def _raise_report(name: str, msg: object) -> None:
 
 
 def spawn(spec: InitSpec, console: str | None = None,
-          meanwhile: Callable[[], object] | None = None,
+          meanwhile: Callable[[int], object] | None = None,
           prepare: Callable[[], object] | None = None) -> Spawned:
     """#1–#3: create the init in new namespaces; it waits for ``Spawned.release``.
 
     ``prepare`` creates the container's cgroups (#0).  Normally it runs here
-    and the intermediate process is born in them (see ``runtime.cgjoin``);
-    ``meanwhile`` runs in the caller while the children set up namespaces.
-    A container with a disk image must mount it before joining its cgroups
-    (their device allow-list has no block devices): then ``prepare`` runs in
-    the intermediate, which joins later, and ``meanwhile`` runs meanwhile.
+    and the init is born in them (see ``runtime.cgjoin``); ``meanwhile`` runs
+    in the caller, given the init's host PID, while the init sets up its
+    namespaces.  A container with a disk image must mount it before joining
+    its cgroups (their device allow-list has no block devices): then
+    ``prepare`` runs in the intermediate process, which joins later.
     An error in the children is reported on the pipe and raised here.
     ``spec.sysinfo_socket`` is closed here: the init has its own copy.
     """
@@ -152,7 +155,7 @@ def spawn(spec: InitSpec, console: str | None = None,
             os.close(spec.sysinfo_socket)
 
 
-def _spawn(spec: InitSpec, console: str | None, meanwhile: Callable[[], object] | None,
+def _spawn(spec: InitSpec, console: str | None, meanwhile: Callable[[int], object] | None,
            prepare: Callable[[], object] | None) -> Spawned:
     if spec.rootfs.disk is None:
         if prepare is not None:
@@ -185,7 +188,7 @@ def _close(*fds: int) -> None:
 
 
 def _spawn_direct(spec: InitSpec, console: str | None,
-                  meanwhile: Callable[[], object] | None) -> Spawned | None:
+                  meanwhile: Callable[[int], object] | None) -> Spawned | None:
     """#1-#2 with the init as the caller's child; None where clone3 cannot."""
     from corral.linux import clone
     from corral.runtime.cgjoin import CgroupJoin
@@ -224,7 +227,7 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                 staged = None
                 send(go_w, ("mapped",))
             if meanwhile is not None:
-                meanwhile()
+                meanwhile(pid)
             msg = recv(report_r)
             if msg != ("ready",):
                 _raise_report(spec.name, msg if msg is not None else
@@ -294,7 +297,7 @@ def _become_root() -> None:
 
 
 def _spawn_forked(spec: InitSpec, console: str | None,
-                  meanwhile: Callable[[], object] | None,
+                  meanwhile: Callable[[int], object] | None,
                   prepare: Callable[[], object] | None) -> Spawned:
     from corral.runtime.cgjoin import CgroupJoin
 
@@ -326,8 +329,6 @@ def _spawn_forked(spec: InitSpec, console: str | None,
     init_pid = 0
     ready = False
     try:
-        if meanwhile is not None:
-            meanwhile()
         # "pid" (#3, from the intermediate) and "ready" (#2, from the init)
         # share the pipe and may arrive in either order.
         while not (init_pid and ready):
@@ -336,6 +337,8 @@ def _spawn_forked(spec: InitSpec, console: str | None,
                 _raise_report(spec.name, ("error", "the init exited during setup", None))
             elif isinstance(msg, tuple) and msg[0] == "pid":
                 init_pid = int(msg[1])
+                if meanwhile is not None:
+                    meanwhile(init_pid)
             elif msg == ("ready",):
                 ready = True
             else:
@@ -495,16 +498,20 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         if spec.console_socket >= 0:
             step = "console"
             _make_console(spec.console_socket, fcntl, socket)
+        # What does not wait for the host is done before "ready", while the
+        # caller has work of its own.
+        step = "writing guest files"
+        _write_files(spec.files)
+        if spec.sysinfo_socket >= 0:
+            step = "sysinfo"  # best effort: hands the agent a listener, closes the socket
+            sysinfo_client.hand_over(spec.sysinfo_socket, spec.sysinfo_filter)
         send(report_w, ("ready",))
         step = "waiting for the host"
         msg = recv(go_r)  # #4
         if not (isinstance(msg, tuple) and msg[0] == "go"):
             os._exit(126)  # the caller gave up or died: never run unconfigured
-        step = "writing guest files"
+        step = "writing network files"
         _write_files(msg[1])
-        if spec.sysinfo_socket >= 0:
-            step = "sysinfo"  # best effort: hands the agent a listener, closes the socket
-            sysinfo_client.hand_over(spec.sysinfo_socket, spec.sysinfo_filter)
         step = "stdio"
         _setup_stdio(spec, log_fd)
         # No host fd beyond 0-2 may reach the container (CVE-2024-21626 class);

@@ -121,12 +121,16 @@ class InitSpec(_Spec):
         "sysinfo_socket": -1,
         "sysinfo_filter": b"",
         "systempaths": True,  # mask /proc's sensitive files, /sys read-only (False: neither)
+        # Files the init writes into its root before it reports ready:
+        # path inside -> (content, mode); /etc/hostname, /etc/hosts, guest settings.
+        "files": {},
     }
     __slots__ = tuple(_defaults)
     seccomp: bytes
     sysinfo_socket: int
     sysinfo_filter: bytes
     systempaths: bool
+    files: dict[str, tuple[bytes, int]]
     userns: tuple[int, int, int] | None
     console_socket: int
     name: str
