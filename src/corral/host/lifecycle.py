@@ -163,11 +163,14 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
     # it read first, for the next container to read from disk again.
     _teardown(host, name, state, uncharge=False)
     host.cgroup(name).remove_top()
-    if os.path.isdir(host.net_dir):
+    cfg = cfg or host.load_config(name)
+    # Without a network of its own (none, host) it never held an address.
+    if cfg.network.get("mode", "none") not in ("none", "host") and \
+            os.path.isdir(host.net_dir):
         from corral import network
 
         network.release(host.net, name)
-    if (cfg or host.load_config(name)).idmap:
+    if cfg.idmap:
         from corral.host import idmaps
 
         idmaps.release(host.root, name)
