@@ -215,8 +215,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                    for t, f, o in host_cgroup_mounts())
     from corral.runtime import filters, lxcfs, sysinfo_client
 
-    point = lxcfs.ensure()
-    binds = tuple(lxcfs.binds(point)) if point else ()
+    binds = lxcfs.container_binds()
     # sysinfo(2) (busybox free, uptime) answered by the host's agent, when confined
     notify = b"" if cfg.seccomp == "unconfined" else filters.sysinfo_program()
     return InitSpec(
@@ -309,20 +308,31 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
 
         files.update(guest.files(cfg))
     state = RuntimeState(cgroup=cg.group)
-
-    def early(pid: int) -> None:
-        # While the init builds its root: what needs only its PID.
-        state.pid, state.pid_start, state.started = pid, proc.start_time(pid), time.time()
-        if meanwhile is not None:
-            meanwhile()
-        if not networked:
-            # Recorded now, in full: should we die before "go", the init sees its
-            # pipe close and exits, and the record then reads as stopped.
-            host.save_state(cfg.name, state)
+    net_files: dict[str, tuple[bytes, int]] = {}
 
     with Reverter() as undo:
         undo.add(cg.destroy)
         undo.add(host.clear_state, cfg.name)
+
+        def early(pid: int) -> None:
+            # While the init builds its root: all that needs only its PID (its
+            # network namespace exists from the start, see spawn).
+            state.pid, state.pid_start, state.started = pid, proc.start_time(pid), time.time()
+            if meanwhile is not None:
+                meanwhile()
+            if networked:
+                from corral import network
+
+                undo.add(lambda: network.detach(host.net, cfg.name, state.net))
+                state.net = network.attach(host.net, cfg.name, pid, cfg.network)
+                for path, content in network.guest_files(state.net,
+                                                         cfg.effective_hostname).items():
+                    net_files[path] = (content, 0o644)
+            # Recorded once, in full: should we die before "go", the init sees its
+            # pipe close and exits (its namespace takes the veth with it), and the
+            # record then reads as stopped; doctor removes the cgroups.
+            host.save_state(cfg.name, state)
+
         loop = None
         if _has_disk_quota(cfg) and cfg.rootfs is None:
             from corral.storage import disk
@@ -338,19 +348,6 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
             # Mounted inside the container now: from here the loop device frees
             # itself when the container's mount namespace goes away.
             disk.release(loop)
-        net_files: dict[str, tuple[bytes, int]] = {}
-        if networked:
-            from corral import network
-
-            undo.add(lambda: network.detach(host.net, cfg.name, state.net))
-            assert state.pid is not None
-            state.net = network.attach(host.net, cfg.name, state.pid, cfg.network)
-            for path, content in network.guest_files(state.net, cfg.effective_hostname).items():
-                net_files[path] = (content, 0o644)
-            # Recorded once, with the network: should we die before, the init (still
-            # waiting for "go") sees its pipe close and exits, and its namespace takes
-            # the veth with it; doctor removes the cgroups.
-            host.save_state(cfg.name, state)
         child.release(net_files)
         undo.success()
     return state

@@ -123,15 +123,37 @@ def binds(point: str) -> list[tuple[str, str]]:
     # One directory listing rather than a stat per file: each is a round trip
     # to the lxcfs process (~0.15 ms), on every container start.
     try:
-        offered = set(os.listdir(f"{point}/proc"))
+        offered = os.listdir(f"{point}/proc")
     except OSError:
-        offered = set()
+        offered = []
+    return _binds(point, offered)
+
+
+def _binds(point: str, offered: list[str]) -> list[tuple[str, str]]:
     out = [(f"{point}/proc/{name}", f"/proc/{name}") for name in PROC_FILES if name in offered]
     for name in SYS_FILES:
         src = f"{point}/sys/{name}"
         if os.path.exists(src):
             out.append((src, f"/sys/{name}"))
     return out
+
+
+def container_binds() -> tuple[tuple[str, str], ...]:
+    """The binds for a container that starts: what a live lxcfs offers, started
+    first if none runs; () without lxcfs.
+
+    One listing of its /proc tells both whether it is alive (a dead lxcfs fails
+    it with ENOTCONN) and what it offers: ``ensure`` then ``binds`` would be
+    two round trips to the lxcfs process on every start.
+    """
+    for point in _mounts():
+        try:
+            offered = os.listdir(f"{point}/proc")
+        except OSError:
+            continue  # dead: ensure replaces it if it is ours
+        return tuple(_binds(point, offered))
+    point = ensure()
+    return tuple(binds(point)) if point else ()
 
 
 def stop() -> bool:

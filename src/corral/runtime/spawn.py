@@ -4,9 +4,9 @@ Processes and the handshake between them (numbers match the comments)::
 
     caller (corral CLI, single-threaded): #0 makes the cgroups, opens the
       │  container's layers as detached mount trees (user namespace)
-      └─ clone3 ─ init, born in the cgroup2 directory, a new PID namespace
-                  (PID 1 there) and user namespace: #1 joins the v1 cgroups,
-                  unshares the other namespaces
+      └─ clone3 ─ init, born in the cgroup2 directory and new PID (PID 1
+                  there), user and network namespaces: #1 joins the v1
+                  cgroups, unshares the other namespaces
          caller #1b writes the init's id maps and idmaps the template layers
                   through its user namespace, says "mapped"
                   init #2 becomes root there, attaches the layers, mounts the
@@ -20,10 +20,11 @@ reparented to the host's init).  A container with a disk image, or a kernel
 whose clone3 cannot do the above, takes the older way (``_spawn_forked``):
 an intermediate process that mounts the image as host root in a private
 mount namespace, joins the cgroups, unshares, forks the init and exits.
-The caller wires what needs the init's PID (network) between "ready" and
-"go".  Messages are ``marshal``-encoded (built in, no import cost) and
-length-prefixed.  The report pipe is close-on-exec, so the caller sees EOF
-exactly when the init has exec'd, or an error message if anything failed.
+The caller wires what needs the init's PID (network) while the init builds
+its root, and lets it go once it is ready.  Messages are ``marshal``-encoded
+(built in, no import cost) and length-prefixed.  The report pipe is
+close-on-exec, so the caller sees EOF exactly when the init has exec'd, or
+an error message if anything failed.
 """
 
 from __future__ import annotations
@@ -204,7 +205,11 @@ def _spawn_direct(spec: InitSpec, console: str | None,
         join = CgroupJoin(spec.cgroup_procs)
         report_r, report_w, go_r, go_w, log_fd = _pipes(spec)
         try:
-            pid = join.clone(ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0))
+            # The network namespace is made here, not by the init: it exists
+            # when the caller's ``meanwhile`` wires it, while the init builds
+            # its root.
+            pid = join.clone(ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0)
+                             | (ns.CLONE_NEWNET if spec.netns else 0))
         except OSError as exc:
             _close(report_r, report_w, go_r, go_w, log_fd)
             if exc.errno in clone.UNSUPPORTED:
@@ -273,7 +278,7 @@ def _init_direct(spec: InitSpec, console: str | None, report_w: int, go_r: int, 
         # In the cgroups first, so that the cgroup namespace's root is the
         # container's own cgroup (v1 hierarchies: joined here, see cgjoin).
         join.join()
-        ns.unshare(NAMESPACES & ~ns.CLONE_NEWPID | (ns.CLONE_NEWNET if spec.netns else 0))
+        ns.unshare(NAMESPACES & ~ns.CLONE_NEWPID)
         root = None
         if staged is not None:
             msg = recv(go_r)
