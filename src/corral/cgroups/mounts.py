@@ -11,9 +11,23 @@ V1_OPTS_IGNORED = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec
                    "favordynmods", "memory_localevents", "memory_hugetlb_accounting"}
 
 
+_seen: dict[tuple[str, str], tuple[tuple[str, str, str], ...]] = {}
+
+
 def host_cgroup_mounts(mountinfo: str = "/proc/self/mountinfo",
                        base: str = "/sys/fs/cgroup") -> tuple[tuple[str, str, str], ...]:
-    """(target relative to base, fstype, mount options) per hierarchy."""
+    """(target relative to base, fstype, mount options) per hierarchy.
+
+    Read once per process: the host's cgroup hierarchies do not change while
+    a command starts its containers (``start --all`` asks once per container).
+    """
+    key = (mountinfo, base)
+    if key not in _seen:
+        _seen[key] = _read_cgroup_mounts(mountinfo, base)
+    return _seen[key]
+
+
+def _read_cgroup_mounts(mountinfo: str, base: str) -> tuple[tuple[str, str, str], ...]:
     mounts: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     with open(mountinfo) as f:
