@@ -193,3 +193,30 @@ def test_exec_tty_is_the_containers_own_pty(corral: Corral) -> None:
     assert p.returncode == 5 and out[0] == "/dev/pts/0", p.stdout
     # the terminal is on the container's own devpts, not a host pty
     assert corral("exec", "t1", "--", "ls", "/dev/pts").split() == ["ptmx"]
+
+
+def test_without_clone3_a_container_starts_through_the_forked_path(
+        corral: Corral, state_root, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Kernels or seccomp profiles that refuse clone3 get the same container the
+    older way: an intermediate process that unshares, forks the init and exits."""
+    from corral.host import Host
+    from corral.linux import clone
+
+    tried = []
+
+    def refuse(flags: int, cgroup_dir_fd: int = -1) -> int:
+        tried.append(flags)
+        raise OSError(38, "clone3: Function not implemented")
+
+    corral("create", "fb", "--template", "tiny", "--net", "none")
+    monkeypatch.setattr(clone, "clone", refuse)
+    Host(str(state_root)).start("fb", details=False)  # in this process: clone3 refused
+    monkeypatch.undo()
+    assert tried, "the direct path was not tried first"
+    info = corral.info("fb")
+    assert info["state"] == "running" and info["processes"] >= 1
+    assert corral("exec", "fb", "--", "sh", "-c", "echo $(hostname) $(cat /proc/1/comm)") \
+        .split() == ["fb", "init"]
+    assert "0::/\n" in corral("exec", "fb", "--", "cat", "/proc/self/cgroup")
+    corral("stop", "fb", "--timeout", "2")
+    assert corral.info("fb")["state"] == "stopped"

@@ -74,7 +74,11 @@ def _make_dirs(host: Host, name: str, disk_size: int | None = None, owner: int =
     from corral.storage import layers
 
     layers.detect(host.paths.containers).make_container_dir(final)
-    for sub in ("upper", "work", "rootfs", "disk"):
+    # rootfs/ (a privileged container's mount point) and disk/ (where a disk
+    # quota's image is mounted) are made by the start that needs them: on
+    # this kind of disk a directory made and removed costs 0.1-0.3 ms, and
+    # `run --rm` would pay for both without using them.
+    for sub in ("upper", "work"):
         os.mkdir(f"{final}/{sub}", 0o755)
     if owner:
         # An unprivileged container's root writes its upper as its own host
@@ -195,6 +199,10 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
     from corral.runtime.spec import CgroupMount, InitSpec, RootfsSpec
 
     p = host.paths
+    if not cfg.idmap:  # a privileged root is mounted here (in its own mount namespace)
+        _ensure_dir(p.mountpoint(cfg.name))
+    if disk_loop:
+        _ensure_dir(p.disk_mount(cfg.name))
     if cfg.rootfs is not None:
         rootfs = RootfsSpec(mountpoint=p.mountpoint(cfg.name), bind=cfg.rootfs)
     else:
@@ -244,6 +252,11 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         sysinfo_filter=notify,
         sysinfo_socket=sysinfo_client.connect(cgroup.root, cgroup.group) if notify else -1,
     )
+
+
+def _ensure_dir(path: str) -> None:
+    if not os.path.isdir(path):
+        os.mkdir(path, 0o755)
 
 
 def _disk_fstype(image: str) -> str:
