@@ -139,6 +139,7 @@ def _binds(point: str, offered: list[str]) -> list[tuple[str, str]]:
 
 
 _offered: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
+OFFER_FILE = "/run/corral/lxcfs.offer"  # (pid, files under its proc/) of our instance
 
 
 def container_binds() -> tuple[tuple[str, str], ...]:
@@ -147,26 +148,51 @@ def container_binds() -> tuple[tuple[str, str], ...]:
 
     Each question put to lxcfs is a round trip to its process, which is busy
     answering the running containers' reads: 0.2-0.8 ms.  So for our own
-    instance, whose PID we know, the answer is kept for this process's life
-    and trusted while that PID is still an lxcfs (``start --all`` asks once,
-    not once per container); for another instance one listing of its /proc
-    tells both whether it is alive (a dead one fails it with ENOTCONN) and
-    what it offers.
+    instance, whose PID we know, the answer is kept (in this process and in
+    ``OFFER_FILE`` for the next commands) and trusted while that PID is still
+    an lxcfs; for another instance one listing of its /proc tells both whether
+    it is alive (a dead one fails it with ENOTCONN) and what it offers.
     """
     for point in _mounts():
         pid = _own_pid() if point == OWN_MOUNT else 0
         if pid and (point, pid) in _offered:
             return _offered[point, pid]
-        try:
-            offered = os.listdir(f"{point}/proc")
-        except OSError:
-            continue  # dead: ensure replaces it if it is ours
+        offered = _recorded_offer(pid) if pid else None
+        if offered is None:
+            try:
+                offered = os.listdir(f"{point}/proc")
+            except OSError:
+                continue  # dead: ensure replaces it if it is ours
+            if pid:
+                _record_offer(pid, offered)
         found = tuple(_binds(point, offered))
         if pid:
             _offered[point, pid] = found
         return found
     point = ensure()
     return tuple(binds(point)) if point else ()
+
+
+def _recorded_offer(pid: int) -> list[str] | None:
+    import marshal
+
+    try:
+        with open(OFFER_FILE, "rb") as f:
+            recorded_pid, offered = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return list(offered) if recorded_pid == pid else None
+
+
+def _record_offer(pid: int, offered: list[str]) -> None:
+    import marshal
+
+    from corral import store
+
+    try:
+        store.write_atomic(OFFER_FILE, marshal.dumps((pid, offered)), 0o600, durable=False)
+    except OSError:
+        pass  # a cache: the next start asks lxcfs again
 
 
 def _own_pid() -> int:
@@ -197,5 +223,9 @@ def stop() -> bool:
                 os.kill(pid, signal.SIGTERM)
         os.unlink(PID_FILE)
     except (OSError, ValueError):
+        pass
+    try:
+        os.unlink(OFFER_FILE)
+    except FileNotFoundError:
         pass
     return True
