@@ -126,6 +126,10 @@ class Spawned:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        try:
+            os.waitpid(self.pid, 0)  # our child (cloned directly): no zombie left
+        except ChildProcessError:
+            pass  # the forked path's init is the host init's child
 
 
 def _raise_report(name: str, msg: object) -> None:
@@ -227,7 +231,14 @@ def _spawn_direct(spec: InitSpec, console: str | None,
         join = None
         try:
             if staged is not None:
-                _map_ids(pid, spec.userns, staged)  # #1b
+                try:
+                    _map_ids(pid, spec.userns, staged)  # #1b
+                except OSError as exc:
+                    # The init may have died first: its own account comes first.
+                    os.close(go_w)
+                    go_w = -1
+                    _raise_report(spec.name, recv(report_r) or
+                                  ("error", f"mapping its ids: {exc}", exc.errno))
                 staged.close()
                 staged = None
                 send(go_w, ("mapped",))
