@@ -38,6 +38,24 @@ NOSUID_NODEV_NOEXEC = m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC
 # from them.  Short paths keep many layers inside the one page of overlay
 # mount options.
 STAGE = "/run/corral/stage"
+# An empty, read-only directory of the host's, bound over the directories
+# that are masked (/proc/acpi, /sys/firmware ...): no filesystem instance of
+# its own, which would cost every memory cgroup on the host a slot for its
+# shrinker (see README, Measurements).
+EMPTY = "/run/corral/empty"
+_host_dirs_made = False
+
+
+def make_host_dirs() -> None:
+    """STAGE and EMPTY, made by the caller as host root (an unprivileged init
+    could not); once per process."""
+    global _host_dirs_made
+    if _host_dirs_made:
+        return
+    os.makedirs(STAGE, 0o755, exist_ok=True)
+    os.makedirs(EMPTY, 0o555, exist_ok=True)
+    os.chmod(EMPTY, 0o555)  # past the umask; never written
+    _host_dirs_made = True
 
 
 class StagedLayers:
@@ -101,8 +119,6 @@ def open_layers(spec: RootfsSpec, base: int, size: int) -> StagedLayers:
     """
     from corral.linux import ns
 
-    # The init mounts its own tmpfs here; it could not make the directory.
-    os.makedirs(STAGE, 0o755, exist_ok=True)
     staged = StagedLayers()
     others: dict[int, int] = {}  # owner -> a user namespace mapping it to base
 
@@ -285,12 +301,12 @@ def _mask(root: str) -> None:
         full = root + path
         if os.path.isdir(full):
             if empty is None:
-                m.mount("tmpfs", full, "tmpfs", m.MS_RDONLY | NOSUID_NODEV_NOEXEC, "size=0")
+                m.mount(EMPTY, full, None, m.MS_BIND)
+                m.mount(None, full, None,
+                        m.MS_REMOUNT | m.MS_BIND | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)
                 empty = full
             else:
-                # The same read-only superblock again: every superblock adds a
-                # shrinker, and every memory cgroup on the host a slot for each.
-                m.mount(empty, full, None, m.MS_BIND)
+                m.mount(empty, full, None, m.MS_BIND)  # read-only already
         elif os.path.lexists(full):
             m.mount("/dev/null", full, None, m.MS_BIND)
     for path in READONLY_PATHS:

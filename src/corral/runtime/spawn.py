@@ -162,6 +162,9 @@ def spawn(spec: InitSpec, console: str | None = None,
 
 def _spawn(spec: InitSpec, console: str | None, meanwhile: Callable[[int], object] | None,
            prepare: Callable[[], object] | None) -> Spawned:
+    from corral.runtime import rootfs
+
+    rootfs.make_host_dirs()
     if spec.rootfs.disk is None:
         if prepare is not None:
             prepare()  # #0
