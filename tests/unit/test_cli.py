@@ -68,7 +68,7 @@ def test_fast_parse_agrees_with_argparse(argv: list[str]) -> None:
     from corral.cli.main import _fast_parse
 
     from corral.cgroups.resources import LIMITS
-    from corral.cli.commands import _raw_limits
+    from corral.cli.hot import _raw_limits
 
     fast = _fast_parse(argv)
     assert fast is not None

@@ -6,7 +6,14 @@ import os
 import sys
 
 from corral.cli import render
-from corral.cli.main import _env
+from corral.cli.hot import (  # noqa: F401 - run and exec are served from there
+    _limits,
+    _network,
+    _raw_limits,
+    _security,
+    cmd_exec,
+    cmd_run,
+)
 from corral.errors import CorralError
 
 TYPE_CHECKING = False
@@ -53,43 +60,6 @@ def cmd_template(host: Any, args: Any) -> int:
         host.template_remove(args.name)
         print(f"template '{args.name}' removed")
     return 0
-
-
-def _raw_limits(args: Any) -> dict[str, Any]:
-    if getattr(args, "no_limits", False):
-        return {}  # the fast parser saw no limit flag (see main._fast_parse)
-    from corral.cgroups.resources import LIMITS
-
-    return {k: getattr(args, k) for k in LIMITS if getattr(args, k, None) is not None}
-
-
-def _limits(args: Any) -> dict[str, Any]:
-    raw = _raw_limits(args)
-    if not raw:
-        return {}
-    from corral.host.resources import parse_limits
-
-    return parse_limits(raw)
-
-
-def _network(args: Any) -> dict[str, Any]:
-    from corral.network import plan
-
-    return plan(args.net, args.ip, args.network, args.publish, args.isolated,
-                args.nameserver, args.searchdomain, args.net_rate)
-
-
-def _security(args: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.seccomp:
-        out["seccomp"] = args.seccomp
-    if args.cap_add:
-        out["cap_add"] = [c.lower().removeprefix("cap_") for c in args.cap_add]
-    if args.systempaths:
-        out["systempaths"] = args.systempaths
-    if args.devices:
-        out["devices"] = args.devices
-    return out
 
 
 def cmd_create(host: Any, args: Any) -> int:
@@ -325,14 +295,6 @@ def cmd_info(host: Any, args: Any) -> int:
     return 0
 
 
-def cmd_exec(host: Any, args: Any) -> int:
-    from corral.runtime.spec import ExecSpec
-
-    spec = ExecSpec(argv=tuple(args.argv), env=_env(args.env), user=args.user, cwd=args.cwd,
-                    tty=args.tty)
-    return int(host.exec(args.name, spec))
-
-
 def cmd_console(host: Any, args: Any) -> int:
     from corral.cli.console import attach
     from corral.host import monitor
@@ -345,17 +307,6 @@ def cmd_enter(host: Any, args: Any) -> int:
     from corral.runtime.spec import ExecSpec
 
     return int(host.exec(args.name, ExecSpec(argv=("/bin/sh", "-l"), user=args.user, tty=True)))
-
-
-def cmd_run(host: Any, args: Any) -> int:
-    from corral.model import ContainerConfig
-
-    name = args.name or f"run-{os.urandom(4).hex()}"
-    cfg = ContainerConfig(name=name, template=args.template, rootfs=args.rootfs,
-                          hostname=args.hostname, init=list(args.argv), env=_env(args.env),
-                          limits=_limits(args), network=_network(args),
-                          privileged=args.privileged, **_security(args))
-    return int(host.run(cfg, remove=args.rm))
 
 
 def cmd_set(host: Any, args: Any) -> int:

@@ -430,7 +430,10 @@ def _host(args: Any) -> Any:
 
 
 def _dispatch(args: Any) -> int:
-    from corral.cli import commands
+    if args.command in ("run", "exec"):
+        from corral.cli import hot as commands  # without every other command's code
+    else:
+        from corral.cli import commands  # type: ignore[no-redef]
 
     return int(getattr(commands, f"cmd_{args.command.replace('-', '_')}")(_host(args), args) or 0)
 
