@@ -16,7 +16,8 @@ Processes and the handshake between them (numbers match the comments)::
 
 The init is the caller's own child: there is no process in between, and
 none of ours stays per container (when the caller exits the init is
-reparented to the host's init).  A container with a disk image, or a kernel
+reparented to the host's init; a caller that lives on, as a daemon would,
+must reap the inits that end before it does).  A container with a disk image, or a kernel
 whose clone3 cannot do the above, takes the older way (``_spawn_forked``):
 an intermediate process that mounts the image as host root in a private
 mount namespace, joins the cgroups, unshares, forks the init and exits.
