@@ -223,6 +223,12 @@ class ContainerConfig(_Record):
     def effective_hostname(self) -> str:
         return self.hostname or self.name
 
+    @property
+    def has_own_network(self) -> bool:
+        """Addresses of its own on a Corral network (bridge, routed); not so with
+        "none" (loopback only) or "host" (the host's stack)."""
+        return self.network.get("mode", "none") not in ("none", "host")
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerConfig:
         return cls(**data)

@@ -119,7 +119,7 @@ def create(host: Host, cfg: ContainerConfig, *, durable: bool = True) -> Contain
             _make_dirs(host, cfg.name, cfg.limits["disk"] if _has_disk_quota(cfg) else None,
                        owner=cfg.idmap["base"] if cfg.idmap else 0)
             undo.add(_rmtree, host.paths.container_dir(cfg.name))
-            if cfg.network.get("mode", "none") not in ("none", "host"):
+            if cfg.has_own_network:
                 from corral import network
 
                 undo.add(network.release, host.net, cfg.name)
@@ -169,8 +169,7 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
     host.cgroup(name).remove_top()
     cfg = cfg or host.load_config(name)
     # Without a network of its own (none, host) it never held an address.
-    if cfg.network.get("mode", "none") not in ("none", "host") and \
-            os.path.isdir(host.net_dir):
+    if cfg.has_own_network and os.path.isdir(host.net_dir):
         from corral import network
 
         network.release(host.net, name)
@@ -312,7 +311,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
 
             resources.apply(host, cfg.name, limits)
 
-    networked = cfg.network.get("mode", "none") not in ("none", "host")
+    networked = cfg.has_own_network
     files = _guest_files(cfg)
     if networked:
         del files["/etc/hosts"]  # the network's, with the address, comes with "go"
@@ -571,8 +570,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
                             meanwhile=lambda: _write_records_early(host, cfg, remove))
         except BaseException:
             if remove or not host.exists(cfg.name):
-                if cfg.network.get("mode", "none") not in ("none", "host") and \
-                        os.path.isdir(host.net_dir):
+                if cfg.has_own_network and os.path.isdir(host.net_dir):
                     from corral import network
 
                     network.release(host.net, cfg.name)  # the address it was given
