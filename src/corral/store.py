@@ -281,25 +281,40 @@ def read_toml_cached(path: str) -> dict[str, Any]:
     stat comes first, so a file replaced while it is read is cached under the
     old key and parsed again next time.
     """
-    import marshal
-
     st = os.stat(path)
     key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     parent, base = os.path.split(path)
     cache = f"{parent}/.{base}.cache"
-    try:
-        with open(cache, "rb") as f:
-            cached_key, data = marshal.load(f)
-        if cached_key == key and isinstance(data, dict):
-            return data
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
+    data = load_cache(cache, key)
+    if isinstance(data, dict):
+        return data
     data = read_toml(path)
+    save_cache(cache, key, data)
+    return data
+
+
+def load_cache(path: str, key: object) -> Any:
+    """What ``save_cache`` kept in ``path`` under ``key``; None if it is missing,
+    unreadable or kept under another key (the thing it was derived from changed)."""
+    import marshal
+
     try:
-        write_atomic(cache, marshal.dumps((key, data)), 0o600, durable=False)
+        with open(path, "rb") as f:
+            cached_key, data = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return data if cached_key == key else None
+
+
+def save_cache(path: str, key: object, data: object) -> None:
+    """Keep ``data`` (marshal-able) in ``path`` under ``key``; best effort: a
+    cache that cannot be written is asked for again."""
+    import marshal
+
+    try:
+        write_atomic(path, marshal.dumps((key, data)), 0o600, durable=False)
     except (OSError, ValueError):  # a read-only root; a value marshal cannot hold
         pass
-    return data
 
 
 def remove_tree(path: str) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import time
 
+from corral import store
+
 OWN_MOUNT = "/run/corral/lxcfs"
 PID_FILE = "/run/corral/lxcfs.pid"
 PROC_FILES = ("cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime")
@@ -139,7 +141,7 @@ def _binds(point: str, offered: list[str]) -> list[tuple[str, str]]:
 
 
 _offered: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
-OFFER_FILE = "/run/corral/lxcfs.offer"  # (pid, files under its proc/) of our instance
+OFFER_FILE = "/run/corral/lxcfs.offer"  # the files under our instance's proc/, by PID
 
 
 def container_binds() -> tuple[tuple[str, str], ...]:
@@ -157,42 +159,20 @@ def container_binds() -> tuple[tuple[str, str], ...]:
         pid = _own_pid() if point == OWN_MOUNT else 0
         if pid and (point, pid) in _offered:
             return _offered[point, pid]
-        offered = _recorded_offer(pid) if pid else None
-        if offered is None:
+        offered = store.load_cache(OFFER_FILE, pid) if pid else None
+        if not isinstance(offered, list):
             try:
                 offered = os.listdir(f"{point}/proc")
             except OSError:
                 continue  # dead: ensure replaces it if it is ours
             if pid:
-                _record_offer(pid, offered)
+                store.save_cache(OFFER_FILE, pid, offered)
         found = tuple(_binds(point, offered))
         if pid:
             _offered[point, pid] = found
         return found
     point = ensure()
     return tuple(binds(point)) if point else ()
-
-
-def _recorded_offer(pid: int) -> list[str] | None:
-    import marshal
-
-    try:
-        with open(OFFER_FILE, "rb") as f:
-            recorded_pid, offered = marshal.load(f)
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    return list(offered) if recorded_pid == pid else None
-
-
-def _record_offer(pid: int, offered: list[str]) -> None:
-    import marshal
-
-    from corral import store
-
-    try:
-        store.write_atomic(OFFER_FILE, marshal.dumps((pid, offered)), 0o600, durable=False)
-    except OSError:
-        pass  # a cache: the next start asks lxcfs again
 
 
 def _own_pid() -> int:
