@@ -68,9 +68,15 @@ def json_bytes(obj: Any) -> bytes:
     return "".join(out).encode()
 
 
+def _needs_no_escape(text: str) -> bool:
+    """Printable ASCII without quote or backslash: the same between double
+    quotes in JSON and in a TOML basic string."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def _json_quote(text: str) -> str:
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'  # nothing to escape: what the escaper would return
+    if _needs_no_escape(text):
+        return f'"{text}"'  # what the escaper would return
     from _json import encode_basestring_ascii
 
     return str(encode_basestring_ascii(text))
@@ -240,7 +246,7 @@ def _toml_key(key: str) -> str:
 
 
 def _toml_str(text: str) -> str:
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+    if _needs_no_escape(text):
         return f'"{text}"'
     parts = []
     for ch in text:
