@@ -12,7 +12,8 @@ Layout of a state root (default /var/lib/corral)::
     /run/corral/state/<id>/<name>.json  runtime facts (init pid, start time, cgroup),
                                     outside the root: see ``StateRoot.state_file``
     containers/<name>/upper/ work/  the container's own copy-on-write layer
-    containers/<name>/rootfs/       mount point, used only inside the container's mount namespace
+    containers/<name>/rootfs/       a privileged container's mount point (made by its first
+                                    start), used only inside its own mount namespace
     locks/<name>.lock               per-container flock
     console/<name>.log              what the container's init printed
 
@@ -44,11 +45,13 @@ def default_root() -> str:
 
 
 class StateRoot:
-    __slots__ = ("root", "templates", "containers", "locks", "console", "layers", "runtime")
+    __slots__ = ("root", "id", "templates", "containers", "locks", "console", "layers",
+                 "runtime")
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.runtime = f"{RUNTIME_STATE}/{root_id(root)}"
+        self.id = root_id(root)
+        self.runtime = f"{RUNTIME_STATE}/{self.id}"
         self.templates = f"{root}/templates"
         self.containers = f"{root}/containers"
         self.locks = f"{root}/locks"

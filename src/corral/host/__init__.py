@@ -35,7 +35,7 @@ class Host:
             raise PrivilegeError("corral must run as root",
                                  hint="Run it with sudo, or as root.")
         self.paths = StateRoot(root)
-        self.id = root_id(root)
+        self.id = self.paths.id
         self._cgroup_layout: str | None = None
 
     # -- identity of this state root -------------------------------------------------
