@@ -37,6 +37,30 @@ def test_the_entry_flushes_its_output_before_leaving_without_teardown() -> None:
     assert p.returncode == 2 and "invalid choice" in p.stderr
 
 
+def test_the_collector_is_off_while_loading_and_back_for_ordinary_commands(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # entry() turns the garbage collector off while the command's modules load;
+    # every command but run/exec (which only start and wait) turns it back on
+    # before doing its work, with what was loaded frozen out of its sight.
+    import gc
+
+    from corral.cli import commands, main
+
+    seen: list[tuple[bool, int]] = []
+    monkeypatch.setattr(commands, "cmd_list", lambda host, args: seen.append(
+        (gc.isenabled(), gc.get_freeze_count())) or 0, raising=False)
+    monkeypatch.setattr(main, "_host", lambda args: None)
+    gc.disable()
+    try:
+        assert main._dispatch(type("A", (), {"command": "list"})()) == 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert seen and seen[0][0] and seen[0][1] > 0
+    launcher = (Path(__file__).parents[2] / "scripts" / "corral-launcher").read_text()
+    assert launcher.index("gc.disable()") < launcher.index("from corral")
+
+
 def test_usage_error_is_not_a_traceback() -> None:
     p = subprocess.run([CORRAL, "frobnicate"], capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "invalid choice" in p.stderr

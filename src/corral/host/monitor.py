@@ -56,6 +56,9 @@ def start(host: Host, name: str) -> None:
             if os.fork() != 0:  # the monitor is a grandchild: no zombie, not ours to wait for
                 os._exit(0)
             os.setsid()
+            import gc
+
+            gc.enable()  # the CLI may have it off (cli.main.entry); the monitor lives on
             _monitor(host, name, report_w)
         except BaseException as exc:  # noqa: BLE001 — reported, then exit
             try:
