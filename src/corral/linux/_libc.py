@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from corral.linux import ffi
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-libc = ctypes.CDLL(None, use_errno=True)
+libc = ffi.CDLL(None, use_errno=True)
 
 # Syscalls glibc 2.36 has no wrapper for.  asm-generic numbers (aarch64,
 # riscv64) differ from x86_64's historical table for the older calls.
@@ -30,7 +31,7 @@ def call(name: str, fn: Any, *args: Any, path: str | None = None) -> int:
         ret = fn(*args)
         if ret != -1:
             return int(ret)
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         if err == 4:  # EINTR
             continue
         what = f"{name}({path})" if path else name

@@ -19,24 +19,24 @@ sets up namespaces, then execs or forks with glibc's fork, which resets it).
 
 from __future__ import annotations
 
-import ctypes
 import os
 
+from corral.linux import ffi
 from corral.linux._libc import SYSCALL_NR
 
 CLONE_INTO_CGROUP = 0x200000000
 _SIGCHLD = 17
 
 
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
+class _CloneArgs(ffi.Structure):
+    _fields_ = tuple((name, ffi.c_uint64) for name in (
         "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
-        "tls", "set_tid", "set_tid_size", "cgroup")]
+        "tls", "set_tid", "set_tid_size", "cgroup"))
 
 
-_pylibc = ctypes.PyDLL(None, use_errno=True)
-_pylibc.syscall.restype = ctypes.c_long
-_api = ctypes.pythonapi
+_pylibc = ffi.PyDLL(None, use_errno=True)
+_pylibc.syscall.restype = ffi.c_long
+_api = ffi.pythonapi
 
 # Kernels or seccomp profiles without clone3 (or without CLONE_INTO_CGROUP):
 # the caller falls back to fork + cgroup.procs.
@@ -55,12 +55,12 @@ def clone(flags: int, cgroup_dir_fd: int = -1) -> int:
         flags |= CLONE_INTO_CGROUP
     args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD, cgroup=max(cgroup_dir_fd, 0))
     _api.PyOS_BeforeFork()
-    pid = _pylibc.syscall(ctypes.c_long(SYSCALL_NR["clone3"]), ctypes.byref(args),
-                          ctypes.c_size_t(ctypes.sizeof(args)))
+    pid = _pylibc.syscall(ffi.c_long(SYSCALL_NR["clone3"]), ffi.byref(args),
+                          ffi.c_size_t(ffi.sizeof(args)))
     if pid == 0:
         _api.PyOS_AfterFork_Child()
         return 0
-    err = ctypes.get_errno()
+    err = ffi.get_errno()
     _api.PyOS_AfterFork_Parent()
     if pid < 0:
         raise OSError(err, f"clone3: {os.strerror(err)}")

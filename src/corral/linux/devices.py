@@ -11,11 +11,11 @@ filter denies bpf(2).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import struct
 
+from corral.linux import ffi
 from corral.linux._libc import libc
 
 # (type, major, minor or -1 for any, access) — the devices every container has
@@ -91,15 +91,15 @@ def program(rules: tuple[tuple[str, int, int, str], ...] = ALLOWED) -> bytes:
 
 
 def _bpf(cmd: int, attr: bytes) -> int:
-    buf = ctypes.create_string_buffer(attr, len(attr))
+    buf = ffi.create_string_buffer(attr, len(attr))
     # The verifier gives up with EAGAIN when a signal is pending (a sibling's
     # SIGCHLD during a parallel start, say); libbpf retries the same way.
     for attempt in range(5):
-        ret = libc.syscall(ctypes.c_long(_SYS_BPF[os.uname().machine]), ctypes.c_long(cmd),
-                           buf, ctypes.c_long(len(attr)))
+        ret = libc.syscall(ffi.c_long(_SYS_BPF[os.uname().machine]), ffi.c_long(cmd),
+                           buf, ffi.c_long(len(attr)))
         if ret >= 0:
             return int(ret)
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         if err not in (errno.EAGAIN, errno.EINTR) or attempt == 4:
             raise OSError(err, f"bpf({cmd}): {os.strerror(err)}")
     raise AssertionError("unreachable")
@@ -114,11 +114,11 @@ def _load(rules: tuple[tuple[str, int, int, str], ...]) -> int:
     fd = _loaded.get(rules)
     if fd is None:
         insns = program(rules)
-        insns_buf = ctypes.create_string_buffer(insns, len(insns))
-        license_buf = ctypes.create_string_buffer(b"GPL")
+        insns_buf = ffi.create_string_buffer(insns, len(insns))
+        license_buf = ffi.create_string_buffer(b"GPL")
         attr = bytearray(128)
         struct.pack_into("<IIQQ", attr, 0, _BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8,
-                         ctypes.addressof(insns_buf), ctypes.addressof(license_buf))
+                         ffi.addressof(insns_buf), ffi.addressof(license_buf))
         fd = _loaded[rules] = _bpf(_BPF_PROG_LOAD, bytes(attr))
     return fd
 

@@ -7,9 +7,9 @@ module and a cached program (runtime/filters.py).
 
 from __future__ import annotations
 
-import ctypes
 import os
 
+from corral.linux import ffi
 from corral.linux._libc import libc
 
 SECCOMP_SET_MODE_FILTER = 1
@@ -17,8 +17,8 @@ SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 _SECCOMP_NR = {"x86_64": 317, "aarch64": 277, "riscv64": 277}
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(ffi.Structure):
+    _fields_ = (("len", ffi.c_ushort), ("filter", ffi.c_void_p))
 
 
 def install(program: bytes, *, listener: bool = False) -> int:
@@ -33,13 +33,13 @@ def install(program: bytes, *, listener: bool = False) -> int:
     """
     if not program or len(program) % 8:
         raise ValueError(f"bad seccomp program of {len(program)} bytes")
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
-    ret = libc.syscall(ctypes.c_long(_SECCOMP_NR[os.uname().machine]),
-                       ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-                       ctypes.c_long(SECCOMP_FILTER_FLAG_NEW_LISTENER if listener else 0),
-                       ctypes.byref(prog))
+    buf = ffi.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ffi.addressof(buf))
+    ret = libc.syscall(ffi.c_long(_SECCOMP_NR[os.uname().machine]),
+                       ffi.c_long(SECCOMP_SET_MODE_FILTER),
+                       ffi.c_long(SECCOMP_FILTER_FLAG_NEW_LISTENER if listener else 0),
+                       ffi.byref(prog))
     if ret == -1:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         raise OSError(err, f"seccomp(SET_MODE_FILTER): {os.strerror(err)}")
     return int(ret) if listener else -1

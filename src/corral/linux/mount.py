@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-
+from corral.linux import ffi
 from corral.linux._libc import call, libc, syscall
 
 MS_RDONLY = 1
@@ -23,9 +22,9 @@ MS_STRICTATIME = 1 << 24
 
 MNT_DETACH = 2
 
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                       ctypes.c_char_p]
-libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.mount.argtypes = [ffi.c_char_p, ffi.c_char_p, ffi.c_char_p, ffi.c_ulong,
+                       ffi.c_char_p]
+libc.umount2.argtypes = [ffi.c_char_p, ffi.c_int]
 
 
 def _b(s: str | None) -> bytes | None:
@@ -56,9 +55,9 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_IDMAP = 0x100000
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+class _MountAttr(ffi.Structure):
+    _fields_ = (("attr_set", ffi.c_uint64), ("attr_clr", ffi.c_uint64),
+                ("propagation", ffi.c_uint64), ("userns_fd", ffi.c_uint64))
 
 
 def open_tree_idmapped(path: str, userns_fd: int) -> int:
@@ -79,8 +78,8 @@ def set_idmap(tree_fd: int, userns_fd: int) -> None:
     """Make a detached tree (from open_tree, never attached yet) idmapped through
     ``userns_fd``; every fd of the tree, in any process, sees the change."""
     attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-    syscall("mount_setattr", tree_fd, b"", AT_EMPTY_PATH, ctypes.byref(attr),
-            ctypes.sizeof(attr))
+    syscall("mount_setattr", tree_fd, b"", AT_EMPTY_PATH, ffi.byref(attr),
+            ffi.sizeof(attr))
 
 
 def open_tree_clone(path: str) -> int:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
-
+from corral.linux import ffi
 from corral.linux._libc import call, libc
 
 CLONE_NEWNS = 0x00020000
@@ -33,9 +32,9 @@ PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
-libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                       ctypes.c_ulong]
+libc.sethostname.argtypes = [ffi.c_char_p, ffi.c_size_t]
+libc.prctl.argtypes = [ffi.c_int, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong,
+                       ffi.c_ulong]
 
 
 def unshare(flags: int) -> None:
@@ -60,8 +59,8 @@ _CLONE_VM = 0x00000100
 _SIGCHLD = 17
 _HOLDER_STACK = 16384
 
-libc.clone.restype = ctypes.c_int
-libc.clone.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+libc.clone.restype = ffi.c_int
+libc.clone.argtypes = [ffi.c_void_p, ffi.c_void_p, ffi.c_int, ffi.c_void_p]
 
 
 def make_userns(uid_base: int, gid_base: int, size: int, inside: int = 0) -> int:
@@ -75,16 +74,16 @@ def make_userns(uid_base: int, gid_base: int, size: int, inside: int = 0) -> int
     libc's pause() on a stack of its own until it is killed: no Python runs
     in it, and no page is copied for it, unlike a fork of the interpreter.
     """
-    import os
     import _signal as signal
+    import os
 
-    stack = ctypes.create_string_buffer(_HOLDER_STACK)
-    top = (ctypes.addressof(stack) + _HOLDER_STACK) & ~15
+    stack = ffi.create_string_buffer(_HOLDER_STACK)
+    top = (ffi.addressof(stack) + _HOLDER_STACK) & ~15
     # The holder shares our signal handlers' memory: with every signal blocked
     # (it inherits the mask) nothing but SIGKILL reaches it.
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        pid = call("clone", libc.clone, ctypes.cast(libc.pause, ctypes.c_void_p), top,
+        pid = call("clone", libc.clone, ffi.cast(libc.pause, ffi.c_void_p), top,
                    _CLONE_VM | CLONE_NEWUSER | _SIGCHLD, None)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -30,13 +30,13 @@ triple (``ja`` has a 32-bit offset), repeating until the layout is stable.
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from corral.linux import ffi
 from corral.linux._libc import libc
 
 # --- classic BPF opcodes (linux/bpf_common.h) -----------------------------
@@ -410,13 +410,13 @@ def decode(program: bytes) -> list[tuple[int, int, int, int]]:
 # --- installing --------------------------------------------------------------
 
 
-class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
+class _SockFilter(ffi.Structure):
+    _fields_ = (("code", ffi.c_uint16), ("jt", ffi.c_uint8), ("jf", ffi.c_uint8),
+                ("k", ffi.c_uint32))
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+class _SockFprog(ffi.Structure):
+    _fields_ = (("len", ffi.c_ushort), ("filter", ffi.POINTER(_SockFilter)))
 
 
 _SECCOMP_NR = {"x86_64": 317, "aarch64": 277}
@@ -434,16 +434,16 @@ def install(program: bytes) -> None:
     if not program or len(program) % 8 or n > BPF_MAXINSNS:
         raise ValueError(f"bad seccomp program of {len(program)} bytes")
     buf = (_SockFilter * n).from_buffer_copy(program)
-    prog = _SockFprog(n, ctypes.cast(buf, ctypes.POINTER(_SockFilter)))
+    prog = _SockFprog(n, ffi.cast(buf, ffi.POINTER(_SockFilter)))
     nr = _SECCOMP_NR[machine()]
-    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-                       ctypes.c_long(0), ctypes.byref(prog))
-    err = ctypes.get_errno() if ret == -1 else 0
+    ret = libc.syscall(ffi.c_long(nr), ffi.c_long(SECCOMP_SET_MODE_FILTER),
+                       ffi.c_long(0), ffi.byref(prog))
+    err = ffi.get_errno() if ret == -1 else 0
     if err == _errno.ENOSYS:  # before 3.17 the only way in was prctl
         # c_ulong throughout: ns.py may have set prctl's argtypes, or not.
-        addr = ctypes.addressof(prog)
-        ret = libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
-                         ctypes.c_ulong(addr), ctypes.c_ulong(0), ctypes.c_ulong(0))
-        err = ctypes.get_errno() if ret == -1 else 0
+        addr = ffi.addressof(prog)
+        ret = libc.prctl(ffi.c_int(PR_SET_SECCOMP), ffi.c_ulong(SECCOMP_MODE_FILTER),
+                         ffi.c_ulong(addr), ffi.c_ulong(0), ffi.c_ulong(0))
+        err = ffi.get_errno() if ret == -1 else 0
     if err:
         raise OSError(err, f"seccomp(SET_MODE_FILTER): {os.strerror(err)}")

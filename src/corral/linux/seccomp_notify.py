@@ -16,12 +16,12 @@ Also here: sysinfo(2) itself and its struct, which the agent fills in.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
 import struct
 
+from corral.linux import ffi
 from corral.linux._libc import libc
 
 SECCOMP_GET_NOTIF_SIZES = 3
@@ -49,9 +49,9 @@ NOTIF_ID_VALID = _ioc(_IOW, 2, _ID.size)  # 0x40082102
 _SECCOMP_NR = {"x86_64": 317, "aarch64": 277, "riscv64": 277}
 
 
-class _NotifSizes(ctypes.Structure):
-    _fields_ = [("seccomp_notif", ctypes.c_uint16), ("seccomp_notif_resp", ctypes.c_uint16),
-                ("seccomp_data", ctypes.c_uint16)]
+class _NotifSizes(ffi.Structure):
+    _fields_ = (("seccomp_notif", ffi.c_uint16), ("seccomp_notif_resp", ffi.c_uint16),
+                ("seccomp_data", ffi.c_uint16))
 
 
 def supported() -> bool:
@@ -64,8 +64,8 @@ def supported() -> bool:
     if nr is None:
         return False
     sizes = _NotifSizes()
-    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_GET_NOTIF_SIZES),
-                       ctypes.c_long(0), ctypes.byref(sizes))
+    ret = libc.syscall(ffi.c_long(nr), ffi.c_long(SECCOMP_GET_NOTIF_SIZES),
+                       ffi.c_long(0), ffi.byref(sizes))
     return ret == 0 and (sizes.seccomp_notif, sizes.seccomp_notif_resp,
                          sizes.seccomp_data) == (_NOTIF.size, _RESP.size, _DATA_SIZE)
 
@@ -147,24 +147,24 @@ def write_memory(listener: int, notif: Notification, addr: int, data: bytes) -> 
 
 # -- sysinfo(2) ---------------------------------------------------------------------------
 
-class Sysinfo(ctypes.Structure):
+class Sysinfo(ffi.Structure):
     """struct sysinfo (linux/sysinfo.h) of a 64-bit process: 112 bytes."""
 
-    _fields_ = [("uptime", ctypes.c_long), ("loads", ctypes.c_ulong * 3),
-                ("totalram", ctypes.c_ulong), ("freeram", ctypes.c_ulong),
-                ("sharedram", ctypes.c_ulong), ("bufferram", ctypes.c_ulong),
-                ("totalswap", ctypes.c_ulong), ("freeswap", ctypes.c_ulong),
-                ("procs", ctypes.c_ushort), ("pad", ctypes.c_ushort),
-                ("totalhigh", ctypes.c_ulong), ("freehigh", ctypes.c_ulong),
-                ("mem_unit", ctypes.c_uint),
-                ("_f", ctypes.c_char * (20 - 2 * ctypes.sizeof(ctypes.c_ulong)
-                                        - ctypes.sizeof(ctypes.c_uint)))]
+    _fields_ = (("uptime", ffi.c_long), ("loads", ffi.c_ulong * 3),
+                ("totalram", ffi.c_ulong), ("freeram", ffi.c_ulong),
+                ("sharedram", ffi.c_ulong), ("bufferram", ffi.c_ulong),
+                ("totalswap", ffi.c_ulong), ("freeswap", ffi.c_ulong),
+                ("procs", ffi.c_ushort), ("pad", ffi.c_ushort),
+                ("totalhigh", ffi.c_ulong), ("freehigh", ffi.c_ulong),
+                ("mem_unit", ffi.c_uint),
+                ("_f", ffi.c_char * (20 - 2 * ffi.sizeof(ffi.c_ulong)
+                                        - ffi.sizeof(ffi.c_uint))))
 
 
 def sysinfo() -> Sysinfo:
     """This process's sysinfo(2): the host's, for the agent."""
     info = Sysinfo()
-    if libc.sysinfo(ctypes.byref(info)) != 0:
-        err = ctypes.get_errno()
+    if libc.sysinfo(ffi.byref(info)) != 0:
+        err = ffi.get_errno()
         raise OSError(err, f"sysinfo: {os.strerror(err)}")
     return info
