@@ -97,14 +97,21 @@ def test_doctor_finds_and_fixes_crash_leftovers(corral: Corral, state_root) -> N
     pid = corral.info("d1")["pid"]
     # a crashed create, and a container whose init died while no corral ran
     (state_root / "containers" / ".create-ghost-999999999").mkdir()
+    # an id range leased by a create that crashed before writing its config
+    from corral.host import idmaps
+
+    ghost = idmaps.allocate(str(state_root), "ghost")
+    own = idmaps.leased(str(state_root))
     os.kill(pid, 9)
     while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z":
         pass
     p = corral.run("doctor", check=False)
     assert p.returncode != 0
     assert ".create-ghost" in p.stdout and "d1" in p.stdout
+    assert f"id range {ghost} leased to no container ('ghost')" in p.stdout
     corral("doctor", "--fix")
     assert corral("doctor").strip() == "nothing left behind"
+    assert idmaps.leased(str(state_root)) == {b: n for b, n in own.items() if n != "ghost"}
     corral("start", "d1")
     assert corral.info("d1")["state"] == "running"
 

@@ -17,7 +17,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 from corral import store
-from corral.errors import BusyError
+from corral.errors import BusyError, CorralError
 from corral.model import STOPPED
 
 if TYPE_CHECKING:
@@ -133,9 +133,17 @@ def run(host: Host, *, fix: bool) -> list[str]:
     # Id ranges leased to containers of this root that no longer exist.
     from corral.host import idmaps
 
-    for name in sorted(set(idmaps.leased(host.root)) - names):
-        if not store.is_locked(host.paths.lock_file(name)):
-            report(f"id range leased to no container ('{name}')", idmaps.release, host.root, name)
+    for base, name in sorted(idmaps.leased(host.root).items()):
+        if store.is_locked(host.paths.lock_file(name)):
+            continue  # being created (or destroyed) right now
+        if name in names:
+            try:
+                if (host.load_config(name).idmap or {}).get("base") == base:
+                    continue
+            except CorralError:
+                continue  # an unreadable config is reported above
+        report(f"id range {base} leased to no container ('{name}')",
+               idmaps.release, host.root, name, base)
 
     # Console sockets whose monitor is gone (killed, or the host crashed).
     from corral.host import monitor

@@ -3,23 +3,27 @@
 Like addresses, ranges are leased at create, persisted, and released at
 destroy; unlike addresses they are unique on the whole machine, not only
 within one state root, because a uid is a uid to the kernel whichever root
-made the container.  So the registry is machine-wide (``REGISTRY``), keyed by
-state root and container.  Ranges start at 1e9, far above the ids that
-distributions give users, and skip whatever /etc/subuid and /etc/subgid
-already hand out.
+made the container.  So the registry is machine-wide (``REGISTRY``).  Ranges
+start at 1e9, far above the ids that distributions give users, and skip
+whatever /etc/subuid and /etc/subgid already hand out.
+
+A lease is one file, named by the range's first id and holding
+"<state root>:<container>": taken by creating it with O_EXCL, which no two
+processes can both win, and given back by removing it.  No lock, and no
+rewrite of every other lease on each change: `corral run` leases and
+releases a range on its start path, and a thousand creates in parallel do
+not queue behind one file.  (The registry used to be one text file,
+rewritten under a lock; ``_adopt_legacy`` turns such a file into leases.)
 """
 
 from __future__ import annotations
 
 import os
 
-from corral import store
 from corral.errors import ConflictError
 
-# One "<base> <state root>:<container>" line per lease: plain text, because
-# `corral run` reads and writes it on its start path, where importing json
-# alone costs milliseconds.
-REGISTRY = "/var/lib/corral/idmaps"
+REGISTRY = "/var/lib/corral/idmaps.d"
+_LEGACY = "/var/lib/corral/idmaps"
 FIRST = 1_000_000_000
 SIZE = 65536
 LAST = 2**31 - 1  # some tools still take ids as signed 32-bit numbers
@@ -39,62 +43,111 @@ def _taken_by_subid() -> list[tuple[int, int]]:
     return out
 
 
-def _load() -> dict[str, int]:
+def _holder(base: int) -> str | None:
+    """"<root>:<name>" of the lease on ``base``, or None."""
     try:
-        with open(REGISTRY) as f:
-            lines = f.read().splitlines()
+        with open(f"{REGISTRY}/{base}", "rb") as f:
+            return f.read().decode(errors="replace").strip()
     except FileNotFoundError:
-        return {}
-    out = {}
-    for line in lines:
-        base, _, key = line.partition(" ")
-        if base.isdigit() and key:
-            out[key] = int(base)
-    return out
+        return None
 
 
-def _save(leases: dict[str, int], durable: bool) -> None:
-    text = "".join(f"{base} {key}\n" for key, base in sorted(leases.items(), key=lambda i: i[1]))
-    store.write_atomic(REGISTRY, text.encode(), 0o600, durable=durable)
+def _bases() -> list[int]:
+    try:
+        return [int(n) for n in os.listdir(REGISTRY) if n.isdigit()]
+    except FileNotFoundError:
+        return []
+
+
+def _claim(base: int, key: str, durable: bool) -> bool:
+    try:
+        fd = os.open(f"{REGISTRY}/{base}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                     0o600)
+    except FileExistsError:
+        return False  # leased meanwhile by another process
+    try:
+        os.write(fd, f"{key}\n".encode())
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(f"{REGISTRY}/{base}")
+        raise
+    os.close(fd)
+    if durable:
+        dfd = os.open(REGISTRY, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return True
+
+
+def _adopt_legacy() -> None:
+    """Leases of the one-file registry of earlier versions become lease files."""
+    from corral import store
+
+    os.makedirs(REGISTRY, 0o700, exist_ok=True)
+    with store.locked(f"{_LEGACY}.lock", "the id map registry"):
+        try:
+            with open(_LEGACY) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return  # adopted by another process meanwhile
+        for line in lines:
+            base, _, key = line.partition(" ")
+            if base.isdigit() and key:
+                _claim(int(base), key, durable=True)
+        os.unlink(_LEGACY)
+    try:
+        os.unlink(f"{_LEGACY}.lock")
+    except FileNotFoundError:
+        pass
 
 
 def allocate(root: str, name: str, *, durable: bool = True) -> int:
-    """The base of a free range for container ``name`` of state root ``root``.
+    """The base of a free range, now leased to container ``name`` of state root ``root``.
 
     ``durable=False`` (ephemeral containers): the lease need not survive a
     power cut, which the container does not survive either.
     """
-    key = f"{root}:{name}"
-    os.makedirs(os.path.dirname(REGISTRY), 0o700, exist_ok=True)
-    with store.locked(f"{REGISTRY}.lock", "the id map registry"):
-        leases = _load()
-        if key in leases:
-            return leases[key]
-        used = set(leases.values())
-        foreign = _taken_by_subid()
-        base = FIRST
-        while base + SIZE - 1 <= LAST:
-            if base not in used and not any(lo < base + SIZE and base < hi for lo, hi in foreign):
-                leases[key] = base
-                _save(leases, durable)
-                return base
-            base += SIZE
+    if os.path.exists(_LEGACY):
+        _adopt_legacy()
+    os.makedirs(REGISTRY, 0o700, exist_ok=True)
+    used = set(_bases())
+    foreign = _taken_by_subid()
+    base = FIRST
+    while base + SIZE - 1 <= LAST:
+        if base not in used and not any(lo < base + SIZE and base < hi for lo, hi in foreign) \
+                and _claim(base, f"{root}:{name}", durable):
+            return base
+        base += SIZE
     raise ConflictError("no free range of host ids is left for another unprivileged container",
                         hint="Destroy unused containers, or use --privileged.")
 
 
-def release(root: str, name: str) -> None:
+def release(root: str, name: str, base: int | None = None) -> None:
+    """Give back the range leased to ``name`` of ``root``: the one at ``base``
+    (its config says which), or, without ``base``, every one it holds."""
     key = f"{root}:{name}"
-    if not os.path.exists(REGISTRY):
-        return
-    with store.locked(f"{REGISTRY}.lock", "the id map registry"):
-        leases = _load()
-        if leases.pop(key, None) is not None:
-            # Not synced: a release lost to a power cut only keeps a range
-            # leased until the next destroy of that name or doctor.
-            _save(leases, False)
+    if os.path.exists(_LEGACY):
+        _adopt_legacy()
+    # Not synced: a release lost to a power cut only keeps a range leased
+    # until doctor finds it.
+    for b in [base] if base is not None else _bases():
+        if _holder(b) == key:
+            try:
+                os.unlink(f"{REGISTRY}/{b}")
+            except FileNotFoundError:
+                pass
 
 
-def leased(root: str) -> dict[str, int]:
+def leased(root: str) -> dict[int, str]:
+    """The leases held by containers of state root ``root``: base → container."""
     prefix = f"{root}:"
-    return {k[len(prefix):]: v for k, v in _load().items() if k.startswith(prefix)}
+    out = {}
+    for b in _bases():
+        key = _holder(b)
+        if key is not None and key.startswith(prefix):
+            out[b] = key[len(prefix):]
+    return out

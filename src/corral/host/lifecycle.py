@@ -137,9 +137,9 @@ def _lease_ids(host: Host, cfg: ContainerConfig, undo: Reverter, *,
         return
     from corral.host import idmaps
 
-    undo.add(idmaps.release, host.root, cfg.name)
-    cfg.idmap = {"base": idmaps.allocate(host.root, cfg.name, durable=durable),
-                 "size": idmaps.SIZE}
+    base = idmaps.allocate(host.root, cfg.name, durable=durable)
+    undo.add(idmaps.release, host.root, cfg.name, base)
+    cfg.idmap = {"base": base, "size": idmaps.SIZE}
 
 
 def destroy(host: Host, name: str, *, force: bool = False, gc: bool = True) -> None:
@@ -176,7 +176,7 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
     if cfg.idmap:
         from corral.host import idmaps
 
-        idmaps.release(host.root, name)
+        idmaps.release(host.root, name, cfg.idmap["base"])
     # The config goes first: from then on this is no container, and a crash
     # leaves a directory that the next create or doctor removes.
     os.unlink(host.paths.config_file(name))
@@ -577,7 +577,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
                 if cfg.idmap:
                     from corral.host import idmaps
 
-                    idmaps.release(host.root, cfg.name)
+                    idmaps.release(host.root, cfg.name, cfg.idmap["base"])
                 if host.exists(cfg.name):
                     os.unlink(host.paths.config_file(cfg.name))
                 _rmtree(host.paths.container_dir(cfg.name))
