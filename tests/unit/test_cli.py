@@ -89,10 +89,9 @@ def _argparse(argv: list[str]) -> dict[str, object]:
     ["run", "--rootfs", "/srv/t", "--hostname", "h", "-e", "K=V", "--", "/bin/sh", "--", "x"],
 ])
 def test_fast_parse_agrees_with_argparse(argv: list[str]) -> None:
-    from corral.cli.main import _fast_parse
-
     from corral.cgroups.resources import LIMITS
     from corral.cli.hot import _raw_limits
+    from corral.cli.main import _fast_parse
 
     fast = _fast_parse(argv)
     assert fast is not None

@@ -52,7 +52,7 @@ def test_library_calls_return_int_and_keep_errno() -> None:
     nr = {"x86_64": 39, "aarch64": 172, "riscv64": 172}[os.uname().machine]
     assert libc.syscall(ffi.c_long(nr)) == os.getpid()
     with pytest.raises(AttributeError):
-        libc.no_such_function_in_libc
+        _ = libc.no_such_function_in_libc
 
 
 def test_cast_reads_a_function_address_and_retypes_arrays() -> None:

@@ -14,7 +14,7 @@ from corral.host import idmaps
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(idmaps, "REGISTRY", str(tmp_path / "idmaps.d"))
     monkeypatch.setattr(idmaps, "_LEGACY", str(tmp_path / "idmaps"))
-    monkeypatch.setattr(idmaps, "_taken_by_subid", lambda: [])
+    monkeypatch.setattr(idmaps, "_taken_by_subid", list)
     return tmp_path
 
 
@@ -33,7 +33,7 @@ def test_a_range_taken_meanwhile_is_skipped(registry: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # Another process creates the lease file between our listing and our claim:
     # O_EXCL makes us lose that one and take the next.
-    monkeypatch.setattr(idmaps, "_bases", lambda: [])
+    monkeypatch.setattr(idmaps, "_bases", list)
     os.makedirs(idmaps.REGISTRY)
     Path(idmaps.REGISTRY, str(idmaps.FIRST)).write_text("/other:x\n")
     assert idmaps.allocate("/r", "a") == idmaps.FIRST + idmaps.SIZE
