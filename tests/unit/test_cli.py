@@ -118,3 +118,13 @@ def test_fast_parse_defers_everything_else(argv: list[str]) -> None:
     from corral.cli.main import _fast_parse
 
     assert _fast_parse(argv) is None
+
+
+def test_run_without_network_skips_the_network_package_with_the_same_answer() -> None:
+    from corral import network
+    from corral.cli import hot
+
+    args = type("A", (), {"net": "none", "ip": None, "network": None, "publish": None,
+                          "isolated": False, "nameserver": None, "searchdomain": None,
+                          "net_rate": None})()
+    assert hot._network(args) == network.plan("none", None, None, None, False, None, None)

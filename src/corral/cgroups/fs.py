@@ -649,8 +649,13 @@ def _restrict_devices(h: Hierarchy, path: str, v1_devices: bool) -> None:
 
     if "devices" in h.controllers and os.path.exists(f"{path}/devices.deny"):
         _write(f"{path}/devices.deny", "a")
-        for rule in devices.v1_rules():
-            _write(f"{path}/devices.allow", rule)
+        # One rule per write(2), all through one open file.
+        fd = os.open(f"{path}/devices.allow", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            for rule in devices.v1_rules():
+                os.write(fd, rule.encode())
+        finally:
+            os.close(fd)
     elif h.v2 and not v1_devices:
         from corral.linux import fs
 

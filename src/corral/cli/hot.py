@@ -35,6 +35,9 @@ def _limits(args: Any) -> dict[str, Any]:
 
 
 def _network(args: Any) -> dict[str, Any]:
+    if args.net == "none" and not (args.ip or args.network or args.publish or args.isolated
+                                   or args.nameserver or args.searchdomain or args.net_rate):
+        return {"mode": "none"}  # network.plan's answer, without loading the package
     from corral.network import plan
 
     return plan(args.net, args.ip, args.network, args.publish, args.isolated,

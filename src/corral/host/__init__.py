@@ -37,6 +37,7 @@ class Host:
         self.paths = StateRoot(root)
         self.id = self.paths.id
         self._cgroup_layout: str | None = None
+        self._dirs_made = False
 
     # -- identity of this state root -------------------------------------------------
 
@@ -53,9 +54,12 @@ class Host:
         return "corral" if self.is_default_root else f"corral-{self.id}"
 
     def ensure_dirs(self) -> None:
+        if self._dirs_made:  # once per process: a start takes the lock twice
+            return
         for d in (self.paths.root, self.paths.templates, self.paths.containers,
                   self.paths.locks, self.paths.console, self.paths.layers):
             os.makedirs(d, mode=0o700, exist_ok=True)
+        self._dirs_made = True
 
     @property
     def net_dir(self) -> str:
