@@ -44,45 +44,21 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class c_char(_SimpleCData):
-    _type_ = "c"
+def _simple(name: str, code: str) -> Any:
+    """A C scalar type: ctypes defines each as a _SimpleCData subclass with a type code."""
+    return type(name, (_SimpleCData,), {"_type_": code, "__module__": __name__})
 
 
-class c_ubyte(_SimpleCData):
-    _type_ = "B"
-
-
-class c_ushort(_SimpleCData):
-    _type_ = "H"
-
-
-class c_int(_SimpleCData):
-    _type_ = "i"
-
-
-class c_uint(_SimpleCData):
-    _type_ = "I"
-
-
-class c_long(_SimpleCData):
-    _type_ = "l"
-
-
-class c_ulong(_SimpleCData):
-    _type_ = "L"
-
-
-class c_char_p(_SimpleCData):
-    _type_ = "z"
-
-
-class c_void_p(_SimpleCData):
-    _type_ = "P"
-
-
-class py_object(_SimpleCData):
-    _type_ = "O"
-
+c_char = _simple("c_char", "c")
+c_ubyte = _simple("c_ubyte", "B")
+c_ushort = _simple("c_ushort", "H")
+c_int = _simple("c_int", "i")
+c_uint = _simple("c_uint", "I")
+c_long = _simple("c_long", "l")
+c_ulong = _simple("c_ulong", "L")
+c_char_p = _simple("c_char_p", "z")
+c_void_p = _simple("c_void_p", "P")
+py_object = _simple("py_object", "O")
 
 # The fixed-width names as ctypes binds them on LP64.
 c_uint8 = c_ubyte
