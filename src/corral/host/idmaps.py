@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 
+from corral import store
 from corral.errors import ConflictError
 
 REGISTRY = "/var/lib/corral/idmaps.d"
@@ -75,18 +76,12 @@ def _claim(base: int, key: str, durable: bool) -> bool:
         raise
     os.close(fd)
     if durable:
-        dfd = os.open(REGISTRY, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        store.sync_dir(REGISTRY)
     return True
 
 
 def _adopt_legacy() -> None:
     """Leases of the one-file registry of earlier versions become lease files."""
-    from corral import store
-
     os.makedirs(REGISTRY, 0o700, exist_ok=True)
     with store.locked(f"{_LEGACY}.lock", "the id map registry"):
         try:
