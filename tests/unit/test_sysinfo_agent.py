@@ -12,7 +12,7 @@ from corral.cgroups import manager
 from corral.linux import seccomp, seccomp_notify
 from corral.linux.seccomp import ALLOW, ENOSYS, KILL_PROCESS, USER_NOTIF
 from corral.runtime import sysinfo_agent
-from corral.runtime.seccomp_profile import build_sysinfo_notify
+from corral.runtime.seccomp_profile import SYSINFO_NOTIFY, build, default_profile
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -22,29 +22,27 @@ AUDIT_ARCH_I386 = 0x4000_0003
 # -- the filter -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
-def test_notify_program_sends_sysinfo_only(arch: str) -> None:
-    prog = build_sysinfo_notify(arch)
+def test_notified_program_sends_sysinfo_and_keeps_the_profile(arch: str) -> None:
+    plain = build(default_profile(), arch)
+    prog = build(default_profile(), arch, extra_rules=(SYSINFO_NOTIFY,))
     check_like_kernel(prog)
-    assert len(seccomp.decode(prog)) < 12
+    assert len(seccomp.decode(prog)) <= len(seccomp.decode(plain)) + 2
     sysinfo = seccomp.syscall_nr("sysinfo", arch)
     assert sysinfo == {"x86_64": 99, "aarch64": 179}[arch]
+    assert run_bpf(plain, data(sysinfo, 0x7FFF_0000, arch=arch)) == ALLOW
     assert run_bpf(prog, data(sysinfo, 0x7FFF_0000, arch=arch)) == USER_NOTIF
-    for name in ("read", "write", "clone", "personality", "syslog", "bpf"):
+    # every other call gets what the plain profile gives it
+    for name in ("read", "write", "clone", "personality", "syslog", "bpf", "keyctl",
+                 "unshare", "getpid"):
         nr = seccomp.syscall_nr(name, arch)
-        assert nr is not None and run_bpf(prog, data(nr, arch=arch)) == ALLOW, name
-    # the arch check and the x32 refusal are the main program's
+        assert nr is not None
+        for arg0 in (0, 0x1000_0000):  # CLONE_NEWUSER for clone/unshare
+            assert run_bpf(prog, data(nr, arg0, arch=arch)) == \
+                run_bpf(plain, data(nr, arg0, arch=arch)), name
+    # the arch check and the x32 refusal come first
     assert run_bpf(prog, data(sysinfo, arch=AUDIT_ARCH_I386)) == KILL_PROCESS
     if arch == "x86_64":
         assert run_bpf(prog, data(sysinfo | seccomp.X32_SYSCALL_BIT)) == ENOSYS
-
-
-def test_user_notif_loses_to_errno_and_kill() -> None:
-    # The kernel runs both programs and keeps the action of highest precedence
-    # (seccomp(2)): what the main program refuses stays refused.
-    precedence = [KILL_PROCESS, seccomp.SECCOMP_RET_KILL_THREAD, seccomp.SECCOMP_RET_TRAP,
-                  seccomp.SECCOMP_RET_ERRNO, USER_NOTIF, seccomp.SECCOMP_RET_LOG, ALLOW]
-    assert precedence.index(USER_NOTIF) > precedence.index(seccomp.SECCOMP_RET_ERRNO)
-    assert precedence.index(USER_NOTIF) < precedence.index(ALLOW)
 
 
 def test_ioctl_numbers_and_structs() -> None:

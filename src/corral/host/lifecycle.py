@@ -224,7 +224,8 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
 
     binds = lxcfs.container_binds()
     # sysinfo(2) (busybox free, uptime) answered by the host's agent, when confined
-    notify = b"" if cfg.seccomp == "unconfined" else filters.sysinfo_program()
+    confined = cfg.seccomp != "unconfined"
+    nesting = cfg.seccomp == "nesting"
     return InitSpec(
         name=cfg.name,
         hostname=cfg.effective_hostname,
@@ -241,15 +242,14 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         # In its own user namespace, sys_admin is over the container's own
         # namespaces only: what systemd needs to mount /run, /tmp and cgroups.
         caps=_caps(cfg),
-        seccomp=b"" if cfg.seccomp == "unconfined" else
-        filters.program(nesting=cfg.seccomp == "nesting"),
+        seccomp=filters.program(nesting=nesting) if confined else b"",
         systempaths=cfg.systempaths == "default",
         files=files or {},
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
-        sysinfo_filter=notify,
-        sysinfo_socket=sysinfo_client.connect(cgroup.root, cgroup.group) if notify else -1,
+        sysinfo_filter=filters.program(nesting=nesting, sysinfo=True) if confined else b"",
+        sysinfo_socket=sysinfo_client.connect(cgroup.root, cgroup.group) if confined else -1,
     )
 
 

@@ -17,7 +17,7 @@ import _signal as signal
 
 from corral.errors import ExecError, InvalidStateError
 from corral.linux import ns, proc
-from corral.runtime.spec import DEFAULT_PATH, ExecSpec, execvpe
+from corral.runtime.spec import DEFAULT_PATH, ExecSpec, close_fds_except, execvpe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def run(init_pid: int, still_init: Any, cgroup_procs: list[str], spec: ExecSpec,
     if program and sysinfo is not None:
         from corral.runtime import sysinfo_client
 
-        agent = (sysinfo_client.connect(*sysinfo), filters.sysinfo_program())
+        agent = (sysinfo_client.connect(*sysinfo), filters.program(sysinfo=True))
     # After connecting: an agent started by connect must not be born in the container.
     ns.setns(pidfd, ns.CLONE_NEWPID)  # our children are born inside the container
     join = JOIN
@@ -143,8 +143,6 @@ def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
         ns.prctl(ns.PR_SET_DUMPABLE, 0)
         cgroups.join()
         ns.setns(pidfd, join)
-        if agent[0] >= 0:  # best effort: the agent gets a listener, the socket is closed
-            sysinfo_client.hand_over(*agent)
         step = "resolving the user"
         uid, gid, home, groups = _resolve_user(spec.user)
         if spec.tty:
@@ -158,8 +156,7 @@ def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
             for fd in (0, 1, 2):
                 os.dup2(slave, fd)
-        os.closerange(3, err_w)
-        os.closerange(err_w + 1, 1 << 20)
+        close_fds_except(err_w, agent[0])
         step = "dropping privileges"
         caps.drop_bounding(bounding)
         # An exec'd command never gains privileges through setuid binaries or file
@@ -185,9 +182,12 @@ def _child(pidfd: int, cgroups: Any, err_w: int, pty_sock: int, spec: ExecSpec,
         if uid == 0:
             env["USER"] = env["LOGNAME"] = "root"
         env.update(spec.env)
-        if program:
+        if program:  # no_new_privs is set: no privilege needed
             step = "seccomp"
-            seccomp.install(program)  # no_new_privs is set: no privilege needed
+            if agent[0] >= 0:  # the agent gets a listener, the socket is closed
+                sysinfo_client.install(program, agent[1], agent[0])
+            else:
+                seccomp.install(program)
         step = spec.argv[0]
         execvpe(spec.argv, env)
     except BaseException as exc:

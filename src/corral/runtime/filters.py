@@ -4,8 +4,9 @@ The profile lives in runtime/seccomp_profile.py (see its deny list); its
 compiled form depends only on the profile's source and the architecture,
 so it is kept in ``CACHE`` under a name that changes when the source does.
 ``exec`` reads the same file, so a command run in a container gets exactly
-its filter.  The small program that hands sysinfo(2) to the host's agent
-(``sysinfo_program``) is cached the same way.
+its filter.  Each profile comes in two forms: as it is, and with sysinfo(2)
+handed to the host's agent (``sysinfo=True``, installed with a listener that
+the agent gets; see sysinfo_client.install).
 """
 
 from __future__ import annotations
@@ -22,13 +23,8 @@ def _key(kind: str) -> str:
     return f"{kind}-{os.uname().machine}-{st.st_size}-{st.st_mtime_ns}"
 
 
-def program(nesting: bool = False) -> bytes:
-    return _cached("nesting" if nesting else "default")
-
-
-def sysinfo_program() -> bytes:
-    """sysinfo(2) to the agent's listener, the rest allowed (see seccomp_profile)."""
-    return _cached("sysinfo")
+def program(nesting: bool = False, sysinfo: bool = False) -> bytes:
+    return _cached(("nesting" if nesting else "default") + ("-sysinfo" if sysinfo else ""))
 
 
 def _cached(kind: str) -> bytes:
@@ -41,11 +37,9 @@ def _cached(kind: str) -> bytes:
     from corral import store
     from corral.runtime import seccomp_profile
 
-    if kind == "sysinfo":
-        compiled = seccomp_profile.build_sysinfo_notify()
-    else:
-        compiled = seccomp_profile.build(seccomp_profile.default_profile(
-            nesting=kind == "nesting"))
+    profile = seccomp_profile.default_profile(nesting=kind.startswith("nesting"))
+    extra = (seccomp_profile.SYSINFO_NOTIFY,) if kind.endswith("-sysinfo") else ()
+    compiled = seccomp_profile.build(profile, extra_rules=extra)
     os.makedirs(CACHE, 0o700, exist_ok=True)
     store.write_atomic(path, compiled, 0o600, durable=False)
     return compiled

@@ -135,12 +135,9 @@ def build(profile: Profile | None = None, arch: str | None = None, *,
     return seccomp.compile_filter(p.rules, arch, p.default_action)
 
 
-def build_sysinfo_notify(arch: str | None = None) -> bytes:
-    """The second, tiny program of a container whose sysinfo(2) the host's agent
-    answers (runtime/sysinfo_agent.py): sysinfo waits for the agent, every other
-    call is allowed *by this program* -- the main one, installed with it, still
-    decides (the kernel takes the strictest action of all filters).  The arch
-    and x32 checks are the main program's, so neither program is a way around
-    the other.
-    """
-    return seccomp.compile_filter([Rule("sysinfo", USER_NOTIF)], arch, ALLOW)
+# For a container whose sysinfo(2) the host's agent answers (runtime/sysinfo_agent.py):
+# sysinfo waits on the listener the agent holds.  It is a rule of the container's
+# one program, not a second program beside it: every seccomp filter a process
+# carries is a BPF program of its own in kernel memory (~6 KB each: the program,
+# its aux data, its JIT image), which counts at a thousand containers.
+SYSINFO_NOTIFY = Rule("sysinfo", USER_NOTIF)

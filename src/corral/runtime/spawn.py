@@ -46,7 +46,7 @@ from corral.linux import caps, ns
 from corral.linux import filter as seccomp
 from corral.linux import mount as m
 from corral.runtime import rootfs
-from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec, execvpe
+from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec, close_fds_except, execvpe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -515,9 +515,6 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         # caller has work of its own.
         step = "writing guest files"
         _write_files(spec.files)
-        if spec.sysinfo_socket >= 0:
-            step = "sysinfo"  # best effort: hands the agent a listener, closes the socket
-            sysinfo_client.hand_over(spec.sysinfo_socket, spec.sysinfo_filter)
         send(report_w, ("ready",))
         step = "waiting for the host"
         msg = recv(go_r)  # #4
@@ -527,9 +524,9 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         _write_files(msg[1])
         step = "stdio"
         _setup_stdio(spec, log_fd)
-        # No host fd beyond 0-2 may reach the container (CVE-2024-21626 class);
-        # the report pipe closes itself on exec.
-        _close_fds_except(report_w)
+        # The report pipe closes itself on exec, the agent's socket once the
+        # seccomp step has sent the listener on it.
+        close_fds_except(report_w, spec.sysinfo_socket)
         step = "capabilities"
         caps.drop_bounding(caps.cap_numbers(spec.caps))
         # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec.
@@ -539,8 +536,11 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "linux", "container": "corral"}
         env.update(spec.env)
         if spec.seccomp:
-            step = "seccomp"
-            seccomp.install(spec.seccomp)  # last: nothing of ours runs under the filter
+            step = "seccomp"  # last: nothing of ours runs under the filter
+            if spec.sysinfo_socket >= 0:  # the agent gets a listener, the socket is closed
+                sysinfo_client.install(spec.seccomp, spec.sysinfo_filter, spec.sysinfo_socket)
+            else:
+                seccomp.install(spec.seccomp)
         step = f"exec {spec.argv[0]}"
         execvpe(spec.argv, env)  # #5
     except BaseException as exc:
@@ -614,8 +614,3 @@ def _setup_stdio(spec: InitSpec, log_fd: int) -> None:
     out = log_fd if log_fd >= 0 else null
     os.dup2(out, 1)
     os.dup2(out, 2)
-
-
-def _close_fds_except(keep: int) -> None:
-    os.closerange(3, keep)
-    os.closerange(keep + 1, 1 << 20)

@@ -115,9 +115,11 @@ class InitSpec(_Spec):
         # monitor holds it); -1: /dev/console is the caller's terminal or /dev/null.
         "console_socket": -1,
         "seccomp": b"",  # a compiled seccomp-BPF program installed just before exec
-        # A connection to the host's sysinfo agent (runtime/sysinfo_agent.py) and the
-        # program whose listener is sent on it, installed shortly before ``seccomp``;
-        # -1: sysinfo is not intercepted.  ``spawn`` closes it in the caller.
+        # A connection to the host's sysinfo agent (runtime/sysinfo_agent.py) and
+        # ``seccomp`` in the form that sends sysinfo to a listener, installed instead
+        # of it while the agent is there, the listener sent on the connection
+        # (runtime/sysinfo_client.install); -1: sysinfo is not intercepted.
+        # ``spawn`` closes the connection in the caller.
         "sysinfo_socket": -1,
         "sysinfo_filter": b"",
         "systempaths": True,  # mask /proc's sensitive files, /sys read-only (False: neither)
@@ -184,3 +186,16 @@ def execvpe(argv: tuple[str, ...] | list[str], env: dict[str, str]) -> None:
         except PermissionError as exc:  # remember, but a later directory may have it
             denied = exc
     raise denied or FileNotFoundError(2, "not found in the container's PATH", argv[0])
+
+
+def close_fds_except(*keep: int) -> None:
+    """Close every fd from 3 up but ``keep`` (negative ones ignored), before the
+    init or an exec'd command runs: no host fd may reach the container
+    (CVE-2024-21626 class)."""
+    import os
+
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)

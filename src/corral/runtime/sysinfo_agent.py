@@ -4,11 +4,10 @@ lxcfs shows a container its own /proc/meminfo and /proc/uptime, but tools
 that ask the kernel directly -- busybox ``free`` and ``uptime``, glibc's
 ``sysconf(_SC_PHYS_PAGES)`` -- call sysinfo(2), which no filesystem can
 virtualize.  As LXD does, the call is intercepted with seccomp user
-notification: a container's init (and each ``corral exec``) installs, just
-before its own seccomp program, a tiny one that sends sysinfo to a listener
-(runtime/seccomp_profile.py ``build_sysinfo_notify``) and hands the
-listener's fd to this agent, which answers each call with the container's
-values:
+notification: a container's init (and each ``corral exec``) installs its
+seccomp program in the form that sends sysinfo to a listener
+(runtime/seccomp_profile.py ``SYSINFO_NOTIFY``) and hands the listener's fd
+to this agent, which answers each call with the container's values:
 
 * uptime: seconds since the container's init started (as lxcfs' /proc/uptime);
 * totalram: the memory limit, at most the host's RAM; freeram: that minus
@@ -61,7 +60,7 @@ from corral.runtime.sysinfo_client import (  # noqa: F401 - the agent's own inte
     _listening_socket,
     connect,
     ensure,
-    hand_over,
+    install,
     status,
     stop,
 )

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-# At the top, not where it is used: hand_over runs after the container's
+# At the top, not where it is used: install runs after the container's
 # root has replaced the host's, where no module can be found any more.
 from corral.linux import filter as seccomp
 
@@ -64,33 +64,48 @@ def ensure() -> bool:
     return True
 
 
-def hand_over(sock_fd: int, program: bytes) -> None:
-    """In the container's init or exec child, just before its own seccomp program:
-    install ``program`` with a listener and send that to the agent on ``sock_fd``.
+def install(program: bytes, notified: bytes, sock_fd: int) -> None:
+    """In the container's init or exec child, the last step before exec: install
+    its seccomp filter, and have the agent on ``sock_fd`` answer its sysinfo(2).
 
-    Best effort, never raises; ``sock_fd`` is closed.  A listener the agent
-    never gets would fail every later sysinfo with ENOSYS, so nothing is
-    installed unless the agent still holds the other end.
+    ``notified`` is ``program`` with sysinfo sent to a listener: installed with
+    one when the agent still holds the other end of ``sock_fd``, and the
+    listener sent there.  A listener the agent never gets would fail every later
+    sysinfo with ENOSYS, hence the check.  Anything amiss on that path (the agent
+    gone, EBUSY: a filter with a listener is already there, as when nesting)
+    installs ``program`` instead: the process never goes on without its filter,
+    and an error installing ``program`` is raised.  ``sock_fd`` is closed.
     """
     try:
         sock = _socket.socket(fileno=sock_fd)
     except OSError:
         os.close(sock_fd)
+        seccomp.install(program)
         return
     try:
         try:
             sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
-            return  # EOF (the agent went away) or a message it never sends
+            alive = False  # EOF (the agent went away) or a message it never sends
         except BlockingIOError:
-            pass
-        listener = seccomp.install(program, listener=True)
-        try:
+            alive = True
+        except OSError:
+            alive = False
+        listener = -1
+        if alive:
+            try:
+                listener = seccomp.install(notified, listener=True)
+            except (OSError, ValueError):
+                pass
+        if listener < 0:
+            seccomp.install(program)
+            return
+        try:  # the filter is in place whatever happens to the listener now
             sock.sendmsg([b"L"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                                    listener.to_bytes(4, sys.byteorder))])
+        except OSError:
+            pass
         finally:
             os.close(listener)
-    except (OSError, ValueError):
-        pass  # e.g. EBUSY: a filter with a listener is already there (nesting)
     finally:
         sock.close()
 
