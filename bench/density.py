@@ -12,12 +12,16 @@ list all, read the stats of all, stop all (clean shutdown, killed after 5 s)
 and destroy all, and the host's memory per container:
 
 * ``MB/ct``: MemAvailable before creating minus MemAvailable with all running
-  (2 s after the last start; caches are never dropped), divided by K.  Free
-  pages parked on the kernel's per-CPU lists (/proc/zoneinfo ``count:``) are
-  added to MemAvailable: they are free but not counted in MemFree, and after a
-  burst of process exits (every CLI call is one) they hold 100+ MB here,
-  draining over ~30 s, which would be charged to whichever peer ran most
-  processes;
+  (2 s after the last start, both read once they hold still), divided by K.
+  What a peer needs once -- its rootfs or template, its bridge -- is made
+  before the baseline; the per-container files its create step writes are
+  inside.  Caches are never dropped, but before each baseline the slab caches
+  hand their empty pages back (/sys/kernel/slab/*/shrink), so that no peer
+  runs on pages the previous one left behind.  Free pages parked on the
+  kernel's per-CPU lists (/proc/zoneinfo ``count:``) are added to
+  MemAvailable: they are free but not counted in MemFree, and after a burst
+  of process exits (every CLI call is one) they hold 100+ MB here, draining
+  over ~30 s, which would be charged to whichever peer ran most processes;
 * ``kern MB/ct``: the same delta of Slab + PageTables + KernelStack;
 * ``over MB/ct``: the MemAvailable delta minus what the containers' own
   processes use, divided by K: memory beyond the payload.  The payload is
@@ -178,6 +182,23 @@ def settled_meminfo(limit: float = 20.0) -> dict[str, int]:
     return prev
 
 
+def release_empty_slabs() -> None:
+    """Hand the kernel's empty slab pages back to the page allocator.
+
+    Objects freed by the previous peer leave whole slab pages cached in their
+    caches; the next peer's allocations fill those first and look cheaper than
+    the same allocations made from scratch.  Releasing them before each
+    baseline starts every peer from the same allocator state.  It frees no
+    object in use and drops no cache (unlike vm.drop_caches).
+    """
+    base = Path("/sys/kernel/slab")
+    for cache in (base.iterdir() if base.is_dir() else ()):
+        try:
+            (cache / "shrink").write_text("1")
+        except OSError:
+            pass
+
+
 def link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 
@@ -193,6 +214,7 @@ class Peer:
         self.k = k
         self.notes: list[str] = []
 
+    def setup(self) -> None: ...  # one-time, before the baseline: not measured
     def prepare(self) -> None: ...
     def start(self) -> None: ...
     def list(self) -> None: ...
@@ -224,10 +246,13 @@ class CorralPeer(Peer):
         except ImportError:
             log("corral.host.root_id not importable: the id comes from `list --json`")
 
-    def prepare(self) -> None:
+    def setup(self) -> None:
+        # Like the other peers' rootfs and bridge, made before the baseline.
         run(*self.c, "template", "build", "tiny")
         if self.k > 250:  # the default network is a /24
             run(*self.c, "network", "create", "default", "--subnet", CORRAL_BIG_SUBNET)
+
+    def prepare(self) -> None:
         parallel(lambda i: run(*self.c, "create", f"c{i}", "--template", "tiny"),
                  range(self.k), 8)
 
@@ -540,6 +565,8 @@ class OciPeer(Peer):
 
 def measure(peer: Peer) -> dict[str, Any]:
     k = peer.k
+    peer.setup()
+    release_empty_slabs()
     before = settled_meminfo()
     res: dict[str, Any] = {"create": timed(peer.prepare)}
     res["start"] = timed(peer.start)
@@ -548,8 +575,8 @@ def measure(peer: Peer) -> dict[str, Any]:
         res["stats"] = timed(peer.stats)
     except NotImplementedError:
         res["stats"] = None
-    time.sleep(2)  # settle: every init has reached its services
-    after = meminfo()
+    time.sleep(2)  # every init has reached its services
+    after = settled_meminfo()  # as the baseline: per-CPU lists drained, frees done
     rss, pss, nproc = payload(peer.marker())
     delta = before["Available"] - after["Available"]
     kernel = sum(after[x] - before[x] for x in ("Slab", "PageTables", "KernelStack"))
