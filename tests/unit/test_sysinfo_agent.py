@@ -45,6 +45,23 @@ def test_notified_program_sends_sysinfo_and_keeps_the_profile(arch: str) -> None
         assert run_bpf(prog, data(sysinfo | seccomp.X32_SYSCALL_BIT)) == ENOSYS
 
 
+# x86_64 numbers (arch/x86/entry/syscalls/syscall_64.tbl) of what the init calls
+# between its seccomp step and exec; the module's table names only filtered calls.
+X86_64_AFTER_FILTER = {"read": 0, "write": 1, "close": 3, "rt_sigaction": 13,
+                       "rt_sigprocmask": 14, "dup2": 33, "execve": 59, "rename": 82,
+                       "mkdir": 83, "prctl": 157, "exit_group": 231, "openat": 257,
+                       "newfstatat": 262, "dup3": 292, "close_range": 436}
+
+
+def test_what_the_init_does_under_its_filter_is_allowed() -> None:
+    # The init installs its filter before it reports ready (runtime/spawn.py):
+    # what it calls afterwards, up to exec, must pass under every profile.
+    for nesting in (False, True):
+        prog = build(default_profile(nesting=nesting), "x86_64", extra_rules=(SYSINFO_NOTIFY,))
+        for name, nr in X86_64_AFTER_FILTER.items():
+            assert run_bpf(prog, data(nr, 0, arch="x86_64")) == ALLOW, name
+
+
 def test_ioctl_numbers_and_structs() -> None:
     assert seccomp_notify.NOTIF_RECV == 0xC0502100
     assert seccomp_notify.NOTIF_SEND == 0xC0182101

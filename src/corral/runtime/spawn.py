@@ -515,6 +515,16 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         # caller has work of its own.
         step = "writing guest files"
         _write_files(spec.files)
+        if spec.seccomp:
+            # Before "ready", while the host has work of its own (the filter's JIT
+            # and the agent's wakeup are not on the start's critical path).  What
+            # runs after it -- files, dup2, close_range, prctl, sigaction, execve
+            # -- is nothing the profile refuses (seccomp_profile.DENIED).
+            step = "seccomp"
+            if spec.sysinfo_socket >= 0:  # the agent gets a listener, the socket is closed
+                sysinfo_client.install(spec.seccomp, spec.sysinfo_filter, spec.sysinfo_socket)
+            else:
+                seccomp.install(spec.seccomp)
         send(report_w, ("ready",))
         step = "waiting for the host"
         msg = recv(go_r)  # #4
@@ -524,9 +534,9 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         _write_files(msg[1])
         step = "stdio"
         _setup_stdio(spec, log_fd)
-        # The report pipe closes itself on exec, the agent's socket once the
-        # seccomp step has sent the listener on it.
-        close_fds_except(report_w, spec.sysinfo_socket)
+        # No host fd beyond 0-2 may reach the container (CVE-2024-21626 class);
+        # the report pipe closes itself on exec.
+        close_fds_except(report_w)
         step = "capabilities"
         caps.drop_bounding(caps.cap_numbers(spec.caps))
         # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive exec.
@@ -535,12 +545,6 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "linux", "container": "corral"}
         env.update(spec.env)
-        if spec.seccomp:
-            step = "seccomp"  # last: nothing of ours runs under the filter
-            if spec.sysinfo_socket >= 0:  # the agent gets a listener, the socket is closed
-                sysinfo_client.install(spec.seccomp, spec.sysinfo_filter, spec.sysinfo_socket)
-            else:
-                seccomp.install(spec.seccomp)
         step = f"exec {spec.argv[0]}"
         execvpe(spec.argv, env)  # #5
     except BaseException as exc:

@@ -114,7 +114,7 @@ class InitSpec(_Spec):
         # A socket to send the master of the container's console pty to (its
         # monitor holds it); -1: /dev/console is the caller's terminal or /dev/null.
         "console_socket": -1,
-        "seccomp": b"",  # a compiled seccomp-BPF program installed just before exec
+        "seccomp": b"",  # a compiled seccomp-BPF program, installed before "ready"
         # A connection to the host's sysinfo agent (runtime/sysinfo_agent.py) and
         # ``seccomp`` in the form that sends sysinfo to a listener, installed instead
         # of it while the agent is there, the listener sent on the connection

@@ -65,8 +65,9 @@ def ensure() -> bool:
 
 
 def install(program: bytes, notified: bytes, sock_fd: int) -> None:
-    """In the container's init or exec child, the last step before exec: install
-    its seccomp filter, and have the agent on ``sock_fd`` answer its sysinfo(2).
+    """In the container's init (before it reports ready) or exec child (last before
+    exec): install its seccomp filter, and have the agent on ``sock_fd`` answer
+    its sysinfo(2).
 
     ``notified`` is ``program`` with sysinfo sent to a listener: installed with
     one when the agent still holds the other end of ``sock_fd``, and the
