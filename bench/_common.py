@@ -24,7 +24,7 @@ class Root:
 
 def remove_root(root: Path) -> None:
     """Destroy every container of a benchmark's state root, its default network and its
-    (then empty) top cgroups: all a run leaves behind but the directory itself."""
+    top cgroups: all a run leaves behind but the directory itself."""
     import os
 
     from corral.host import root_id
@@ -37,6 +37,9 @@ def remove_root(root: Path) -> None:
     if (root / "network").is_dir():
         subprocess.run([CORRAL, "--root", str(root), "network", "delete", "default"],
                        capture_output=True, check=False)
+    # An idle root keeps its top cgroups; --fix tidies them.
+    subprocess.run([CORRAL, "--root", str(root), "doctor", "--fix"], capture_output=True,
+                   check=False)
     for h in Path("/sys/fs/cgroup").iterdir():
         top = h / f"corral-{root_id(str(root))}"
         if top.is_dir():

@@ -134,6 +134,26 @@ def test_run_returns_exit_code_and_rm_cleans(corral: Corral, state_root) -> None
     assert corral.info("keep")["state"] == "stopped"
 
 
+def test_an_idle_roots_top_cgroups_stay_until_doctor_tidies_them(corral: Corral,
+                                                                   state_root) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from corral.host import root_id
+
+    tops = [h / f"corral-{root_id(str(state_root))}" for h in Path("/sys/fs/cgroup").iterdir()
+            if h.is_dir()]
+    corral("run", "--rm", "--template", "tiny", "--name", "once", "--", "/bin/true")
+    # The last container is gone, its cgroups with it; the root's top stays for the
+    # next start (and holds nothing), and doctor does not call it a leftover.
+    kept = [t for t in tops if t.is_dir()]
+    assert kept, "the root's top cgroups were removed with its last container"
+    assert all(not any(p.is_dir() for p in t.iterdir()) for t in kept)
+    assert corral("doctor").strip() == "nothing left behind"
+    corral("doctor", "--fix")
+    assert not [t for t in tops if t.is_dir()]
+    corral("run", "--rm", "--template", "tiny", "--", "/bin/true")  # made again
+
+
 def test_run_rootfs_dir_without_copy(corral: Corral, state_root) -> None:  # type: ignore[no-untyped-def]
     rootfs = state_root / "templates" / "tiny" / "rootfs"
     out = corral("run", "--rm", "--rootfs", str(rootfs), "--name", "direct", "--", "/bin/sh",

@@ -42,6 +42,15 @@ def list_groups(top: str, root: str = DEFAULT_ROOT) -> list[str]:
     return sorted(names)
 
 
+def remove_top(top: str, root: str = DEFAULT_ROOT) -> None:
+    """rmdir ``top`` in every hierarchy where it is empty (no container below it)."""
+    for base in [root] + [f"{root}/{h}" for h in _subdirs(root)]:
+        try:
+            os.rmdir(f"{base}/{top}")
+        except OSError:
+            pass  # absent, or a container's cgroups below it (ENOTEMPTY/EBUSY)
+
+
 def _subdirs(path: str) -> list[str]:
     try:
         return [e.name for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
@@ -49,4 +58,4 @@ def _subdirs(path: str) -> list[str]:
         return []
 
 
-__all__ = ["CgroupManager", "detect", "list_groups", "manager"]
+__all__ = ["CgroupManager", "detect", "list_groups", "manager", "remove_top"]

@@ -152,7 +152,3 @@ class CgroupManager:
         go with them, and the memory cgroup is freed then.
         """
         raise NotImplementedError
-
-    def remove_top(self) -> None:
-        """Remove the state root's shared top cgroup if no container uses it."""
-        raise NotImplementedError

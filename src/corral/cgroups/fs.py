@@ -173,8 +173,8 @@ class _FsManager(CgroupManager):
                 self._create(restrict_devices, v1_inner)
                 return
             except FileNotFoundError:
-                # The shared top directory went away under us: the last container
-                # of this state root was destroyed at the same moment.  Again.
+                # The shared top directory went away under us: ``doctor --fix``
+                # tidied an idle root at the same moment (Host.tidy_idle).  Again.
                 if attempt == 2:
                     raise
 
@@ -197,15 +197,6 @@ class _FsManager(CgroupManager):
                     _enable_controllers(path)
                 if rel == self.group and restrict_devices:
                     _restrict_devices(h, path, v1_devices)
-
-    def remove_top(self) -> None:
-        """Remove the state root's top directory where no container is left in it."""
-        top = self.group.split("/")[0]
-        for h in self.hierarchies:
-            try:
-                os.rmdir(f"{h.path}/{top}")
-            except OSError:
-                pass  # other containers (ENOTEMPTY/EBUSY) or already gone
 
     def procs_files(self, *, v1_inner: bool | None = None) -> list[str]:
         return [f"{self.inner(h, v1_inner)}/cgroup.procs" for h in self.hierarchies]

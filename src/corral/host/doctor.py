@@ -174,6 +174,8 @@ def run(host: Host, *, fix: bool) -> list[str]:
             from corral.linux import mount
 
             report(f"mount {point}", mount.umount2, point, mount.MNT_DETACH)
+    if fix:
+        host.tidy_idle()  # not a leftover: what an idle root keeps for its next start
     return found
 
 

@@ -166,7 +166,6 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
     # that first (~1.5 ms) would also evict the template's shared pages that
     # it read first, for the next container to read from disk again.
     _teardown(host, name, state, uncharge=False)
-    host.cgroup(name).remove_top()
     cfg = cfg or host.load_config(name)
     # Without a network of its own (none, host) it never held an address.
     if cfg.has_own_network and os.path.isdir(host.net_dir):
