@@ -141,6 +141,11 @@ def test_no_network_mode(corral: Corral) -> None:
     corral("create", "nn", "--template", "tiny", "--net", "none", "--start")
     assert corral.info("nn")["ip"] is None
     assert corral("exec", "nn", "--", "sh", "-c", "ls /sys/class/net").split() == ["lo"]
+    # "loopback only" is a loopback that works, also when the command is the init
+    for probe in (["exec", "nn", "--"], ["run", "--rm", "--net", "none", "--template", "tiny",
+                                          "--"]):
+        out = corral(*probe, "sh", "-c", "ip -o -4 addr show dev lo; ping -c1 -W1 127.0.0.1")
+        assert "inet 127.0.0.1/8" in out and "1 packets received" in out, out
 
 
 def test_publish_and_unpublish_live(corral: Corral) -> None:

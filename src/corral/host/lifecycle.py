@@ -247,6 +247,7 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",
+        netns_wired=cfg.has_own_network,
         sysinfo_filter=filters.program(nesting=nesting, sysinfo=True) if confined else b"",
         sysinfo_socket=sysinfo_client.connect(cgroup.root, cgroup.group) if confined else -1,
     )

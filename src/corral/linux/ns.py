@@ -96,3 +96,26 @@ def make_userns(uid_base: int, gid_base: int, size: int, inside: int = 0) -> int
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         del stack  # only now: the holder ran on it
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Bring up ``lo`` in the caller's network namespace: a new one has it down,
+    and a container with no network of its own still has a working loopback
+    (as with runc, systemd-nspawn --private-network, Docker --network none)."""
+    import _socket
+    import fcntl
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
+        ifreq = bytearray(b"lo".ljust(40, b"\0"))  # struct ifreq: name[16], flags, ...
+        fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, ifreq, True)
+        flags = int.from_bytes(ifreq[16:18], "little") | IFF_UP
+        ifreq[16:18] = flags.to_bytes(2, "little")
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, ifreq, True)
+    finally:
+        sock.close()

@@ -506,6 +506,9 @@ def _init(spec: InitSpec, console: str | None, report_w: int, go_r: int, log_fd:
             os.setsid()  # no controlling terminal of the caller's
         step = "hostname"
         ns.sethostname(spec.hostname)
+        if spec.netns and not spec.netns_wired:
+            step = "loopback"
+            ns.loopback_up()
         step = "rootfs"
         rootfs.setup(spec, "pty" if spec.console_socket >= 0 else console, staged)  # #2
         if spec.console_socket >= 0:

@@ -107,6 +107,10 @@ class InitSpec(_Spec):
         "foreground": False,  # `corral run`: keep the caller's stdio and session
         "console_log": None,  # detached: init's stdout/stderr go here
         "netns": True,
+        # The host wires the network namespace (veth, addresses, loopback) while
+        # the init builds its root.  False (``--net none``): the init brings up
+        # its loopback itself.
+        "netns_wired": True,
         "binds": (),  # (host file, path inside) mounted read-only over the fresh /proc, /sys
         # (host uid base, host gid base, size): run in a new user namespace mapping
         # 0..size-1 there to base..base+size-1 here; None: the host's (privileged)
@@ -146,6 +150,7 @@ class InitSpec(_Spec):
     foreground: bool
     console_log: str | None
     netns: bool
+    netns_wired: bool
     binds: tuple[tuple[str, str], ...]
 
 
