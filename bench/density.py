@@ -102,7 +102,7 @@ def run(*argv: str, input: str | None = None, check: bool = True,
                        timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
     if check and p.returncode != 0:
         raise BenchError(f"{shlex.join(argv)}: exit {p.returncode}: "
-                         f"{(p.stderr or p.stdout).strip()[-400:]}")
+                         f"{(p.stderr or p.stdout).strip()[-1500:]}")
     return p.stdout
 
 

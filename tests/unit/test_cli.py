@@ -128,3 +128,25 @@ def test_run_without_network_skips_the_network_package_with_the_same_answer() ->
                           "isolated": False, "nameserver": None, "searchdomain": None,
                           "net_rate": None})()
     assert hot._network(args) == network.plan("none", None, None, None, False, None, None)
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_mass_operations_name_every_failure_and_its_reason(
+        parallel: int, capfd: pytest.CaptureFixture[str]) -> None:
+    from corral.cli.commands import _each
+    from corral.errors import InvalidStateError
+
+    def one(name: str) -> None:
+        if name == "b":
+            raise InvalidStateError("container 'b' is running")
+        if name == "d":
+            raise OSError(5, "Input/output error")  # not ours: still one line, no traceback
+
+    code = _each(["a", "b", "c", "d"], "start", one, parallel)
+    err = capfd.readouterr().err
+    assert code != 0
+    assert "corral: b: container 'b' is running" in err
+    assert "corral: d: [Errno 5] Input/output error" in err
+    assert "start failed for 2 of 4: " in err
+    assert sorted(err.split("start failed for 2 of 4: ")[1].strip().split(", ")) == ["b", "d"]
+    assert "Traceback" not in err

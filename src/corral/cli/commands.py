@@ -158,6 +158,10 @@ def _each(names: list[str], verb: str, fn: Any, parallel: int = 1,
             except CorralError as exc:
                 failed.append((name, exc.message, exc.exit_code))
                 sys.stderr.write(f"corral: {name}: {exc.message}\n")
+            except Exception as exc:  # not ours: reported the same, and the rest go on
+                what = str(exc) or type(exc).__name__
+                failed.append((name, what, 1))
+                sys.stderr.write(f"corral: {name}: {what}\n")
     if failed:
         sys.stderr.write(f"corral: {verb} failed for {len(failed)} of {len(names)}: "
                          f"{', '.join(n for n, _, _ in failed)}\n")
@@ -182,7 +186,9 @@ def _each_parallel(names: list[str], fn: Any, parallel: int) -> list[tuple[str, 
                     results.append((name, exc.message, exc.exit_code))
                     sys.stderr.write(f"corral: {name}: {exc.message}\n")
                 except BaseException as exc:  # reported, never a traceback
-                    results.append((name, str(exc), 1))
+                    what = str(exc) or type(exc).__name__
+                    results.append((name, what, 1))
+                    sys.stderr.write(f"corral: {name}: {what}\n")
             sys.stdout.flush()
             sys.stderr.flush()
             with os.fdopen(wfd, "wb") as f:
