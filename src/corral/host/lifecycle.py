@@ -292,7 +292,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
     ``spawn.spawn``).
     """
     from corral.linux import proc
-    from corral.runtime import spawn
+    from corral.runtime import lxcfs, spawn
 
     cg = host.cgroup(cfg.name)
     limits = cfg.limits
@@ -329,6 +329,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
         def early(pid: int) -> None:
             # While the init builds its root: all that needs only its PID (its
             # network namespace exists from the start, see spawn).
+            lxcfs.refresh(spec.binds)  # before the init's binds reach them
             state.pid, state.pid_start, state.started = pid, proc.start_time(pid), time.time()
             if meanwhile is not None:
                 meanwhile()

@@ -140,6 +140,20 @@ def _binds(point: str, offered: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def refresh(binds: tuple[tuple[str, str], ...]) -> None:
+    """Look the bind sources up, from the host's side, while the init is busy
+    elsewhere: lxcfs's FUSE entries expire within a second, and each lookup
+    of an expired one is a round trip to the lxcfs process (0.1-0.15 ms).
+    Done here, the init's binds of them, moments later, find them fresh
+    instead of paying ~1 ms on the start's critical path after an idle spell
+    (measured: 8 binds 0.9-1.2 ms cold, 0.07 ms fresh).  Best effort."""
+    for src, _target in binds:
+        try:
+            os.stat(src)
+        except OSError:
+            pass
+
+
 _offered: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
 OFFER_FILE = "/run/corral/lxcfs.offer"  # the files under our instance's proc/, by PID
 
