@@ -155,18 +155,25 @@ def _each(names: list[str], verb: str, fn: Any, parallel: int = 1,
         for name in names:
             try:
                 fn(name)
-            except CorralError as exc:
-                failed.append((name, exc.message, exc.exit_code))
-                sys.stderr.write(f"corral: {name}: {exc.message}\n")
-            except Exception as exc:  # not ours: reported the same, and the rest go on
-                what = str(exc) or type(exc).__name__
-                failed.append((name, what, 1))
-                sys.stderr.write(f"corral: {name}: {what}\n")
+            except Exception as exc:  # reported, and the rest go on
+                failed.append(_failure(name, exc))
     if failed:
         sys.stderr.write(f"corral: {verb} failed for {len(failed)} of {len(names)}: "
                          f"{', '.join(n for n, _, _ in failed)}\n")
         return max(code for _, _, code in failed)
     return 0
+
+
+def _failure(name: str, exc: BaseException) -> tuple[str, str, int]:
+    """A mass operation's failure on ``name``: one line on stderr, and its entry
+    (name, reason, exit code) for the summary.  Never a traceback, also for an
+    exception that is not one of ours."""
+    if isinstance(exc, CorralError):
+        what, code = exc.message, exc.exit_code
+    else:
+        what, code = str(exc) or type(exc).__name__, 1
+    sys.stderr.write(f"corral: {name}: {what}\n")
+    return (name, what, code)
 
 
 def _each_parallel(names: list[str], fn: Any, parallel: int) -> list[tuple[str, str, int]]:
@@ -182,13 +189,8 @@ def _each_parallel(names: list[str], fn: Any, parallel: int) -> list[tuple[str, 
             for name in names[w::parallel]:
                 try:
                     fn(name)
-                except CorralError as exc:
-                    results.append((name, exc.message, exc.exit_code))
-                    sys.stderr.write(f"corral: {name}: {exc.message}\n")
-                except BaseException as exc:  # reported, never a traceback
-                    what = str(exc) or type(exc).__name__
-                    results.append((name, what, 1))
-                    sys.stderr.write(f"corral: {name}: {what}\n")
+                except BaseException as exc:  # the worker reports it and goes on
+                    results.append(_failure(name, exc))
             sys.stdout.flush()
             sys.stderr.flush()
             with os.fdopen(wfd, "wb") as f:
