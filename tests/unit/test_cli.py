@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,40 @@ def test_mass_operations_name_every_failure_and_its_reason(
     assert "start failed for 2 of 4: " in err
     assert sorted(err.split("start failed for 2 of 4: ")[1].strip().split(", ")) == ["b", "d"]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("to_group", [False, True])
+def test_ctrl_c_stops_a_parallel_mass_operation(tmp_path: Path, to_group: bool) -> None:
+    # Each name takes 0.3 s and leaves a marker when done; SIGINT after 0.45 s
+    # (to the caller alone, or to its whole group as a terminal sends it) must
+    # stop every worker after the name it is on, and the caller waits for them.
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {str(Path(__file__).parents[2] / "src")!r})
+from corral.cli.commands import _each
+def one(name):
+    time.sleep(0.3)
+    open(os.path.join({str(tmp_path)!r}, name), "w").close()
+try:
+    _each([f"n{{i}}" for i in range(12)], "start", one, 3)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(0.45)
+    if to_group:
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        os.kill(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=10)
+    assert p.returncode == 130, err
+    time.sleep(0.7)  # a worker left running would add markers now
+    done = sorted(f.name for f in tmp_path.iterdir())
+    assert len(done) <= 6, done  # the first name of each worker, at most the second
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(p.pid, 0)  # no process of the group is left

@@ -177,34 +177,79 @@ def _failure(name: str, exc: BaseException) -> tuple[str, str, int]:
 
 
 def _each_parallel(names: list[str], fn: Any, parallel: int) -> list[tuple[str, str, int]]:
+    """Ctrl-C (SIGINT to the group, or to this process alone) stops the whole
+    operation: each worker finishes or undoes the name it is on (the
+    operations undo a half-done step on any exception) and begins no other,
+    and this process waits for them before it raises KeyboardInterrupt."""
     import marshal
 
-    workers = []
-    for w in range(min(parallel, len(names))):
-        r, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
+    workers: list[tuple[int, int]] = []
+    try:
+        for w in range(min(parallel, len(names))):
+            r, wfd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                _worker(names[w::parallel], fn, wfd, marshal)
+            os.close(wfd)
+            workers.append((pid, r))
+        failed: list[tuple[str, str, int]] = []
+        for pid, r in workers:
+            with os.fdopen(r, "rb", closefd=False) as f:
+                data = f.read()
+            os.waitpid(pid, 0)
+            failed.extend(marshal.loads(data) if data else [("worker", "crashed", 1)])
+        return failed
+    except KeyboardInterrupt:
+        import _signal
+
+        for pid, _r in workers:  # ours, by PID: they may not have had the signal
+            try:
+                os.kill(pid, _signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        for pid, _r in workers:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        raise
+    finally:
+        for _pid, r in workers:
             os.close(r)
-            results = []
-            for name in names[w::parallel]:
-                try:
-                    fn(name)
-                except BaseException as exc:  # the worker reports it and goes on
-                    results.append(_failure(name, exc))
-            sys.stdout.flush()
-            sys.stderr.flush()
-            with os.fdopen(wfd, "wb") as f:
-                f.write(marshal.dumps(results))
-            os._exit(0)
-        os.close(wfd)
-        workers.append((pid, r))
-    failed: list[tuple[str, str, int]] = []
-    for pid, r in workers:
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-        os.waitpid(pid, 0)
-        failed.extend(marshal.loads(data) if data else [("worker", "crashed", 1)])
-    return failed
+
+
+def _worker(names: list[str], fn: Any, wfd: int, marshal: Any) -> None:
+    """A forked worker of ``_each_parallel``: ``fn`` over its share of ``names``,
+    its failures sent back marshalled on ``wfd``; never returns."""
+    import _signal
+
+    def interrupt_once(_signum: int, _frame: object) -> None:
+        # A Ctrl-C reaches a worker twice (the terminal's, to the group, and the
+        # caller's, forwarded): the second must not cut short the undoing of
+        # the step the first interrupted.
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    _signal.signal(_signal.SIGINT, interrupt_once)
+    results = []
+    for name in names:
+        try:
+            fn(name)
+        except KeyboardInterrupt:
+            results.append(_failure(name, KeyboardInterrupt("interrupted")))
+            break  # the rest of its share is not begun
+        except BaseException as exc:  # reported, and it goes on with the next
+            results.append(_failure(name, exc))
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        data = marshal.dumps(results)
+        while data:
+            data = data[os.write(wfd, data):]
+    except (OSError, KeyboardInterrupt):
+        pass  # the caller is gone (interrupted): nobody to tell
+    os._exit(0)
 
 
 def cmd_start(host: Any, args: Any) -> int:
