@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from conftest import Corral
+from conftest import CGROUP_ROOT, Corral, _cgroup_top
 
 
 def test_create_start_shows_its_own_server(corral: Corral) -> None:
@@ -136,12 +136,7 @@ def test_run_returns_exit_code_and_rm_cleans(corral: Corral, state_root) -> None
 
 def test_an_idle_roots_top_cgroups_stay_until_doctor_tidies_them(corral: Corral,
                                                                    state_root) -> None:  # type: ignore[no-untyped-def]
-    from pathlib import Path
-
-    from corral.host import root_id
-
-    tops = [h / f"corral-{root_id(str(state_root))}" for h in Path("/sys/fs/cgroup").iterdir()
-            if h.is_dir()]
+    tops = [h / _cgroup_top(state_root) for h in CGROUP_ROOT.iterdir() if h.is_dir()]
     corral("run", "--rm", "--template", "tiny", "--name", "once", "--", "/bin/true")
     # The last container is gone, its cgroups with it; the root's top stays for the
     # next start (and holds nothing), and doctor does not call it a leftover.
