@@ -58,14 +58,24 @@ def payload(marker: str) -> tuple[int, int, int]:
     """(RSS, PSS, count) of every process whose /proc/PID/cgroup mentions ``marker``."""
     import os
 
-    rss = pss = n = 0
+    pids = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/cgroup") as f:
-                if marker not in f.read():
-                    continue
+                if marker in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return payload_of(pids)
+
+
+def payload_of(pids: list[int]) -> tuple[int, int, int]:
+    """(RSS, PSS, count) of these processes (the ones still there)."""
+    rss = pss = n = 0
+    for pid in pids:
+        try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
                     if line.startswith("Rss:"):

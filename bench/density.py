@@ -28,6 +28,13 @@ and destroy all, and the host's memory per container:
   counted by PSS (its RSS with pages shared by several processes split among
   them); a plain RSS sum would count busybox's text once per process and the
   difference would go negative.  Both are printed.
+* ``beyond MB/ct``: MB/ct minus the same figure of the ``plain`` payload: the
+  same services run K times as plain host processes (see PlainPeer), measured
+  first at every K the same way.  This is the issue's "memory beyond its own
+  processes": PSS counts only the processes' user pages, while a process
+  also costs the kernel its page tables, kernel stack and task structures
+  (~0.3 MB for these four busybox processes) -- a cost every peer pays
+  alike and none can shed.
 
 Peers, with the parallelism of Corral's commands (start 8, stop 16, destroy 8):
 
@@ -77,7 +84,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import CGROUP_ROOT, cgroup_hierarchies, payload, proc_start, rmdir_tree
+from _common import CGROUP_ROOT, cgroup_hierarchies, payload, payload_of, proc_start, rmdir_tree
 
 CORRAL = str(Path(sys.executable).parent / "corral")
 BRIDGE = "lxcbench0"
@@ -220,10 +227,84 @@ class Peer:
     def list(self) -> None: ...
     def stats(self) -> None: raise NotImplementedError
     def marker(self) -> str: raise NotImplementedError
+    def payload(self) -> tuple[int, int, int]: return payload(self.marker())
     def stop(self) -> None: ...
     def destroy(self) -> None: ...
     def post(self) -> None: ...  # after destroy, not timed
     def cleanup(self) -> None: ...
+
+
+class PlainPeer(Peer):
+    """The payload without any container: what "beyond its own processes" is measured from.
+
+    K times the tiny template's services as plain host processes -- its
+    syslogd and crond with the same arguments, the console-getty's sleep, and
+    a second sleep standing in for busybox init (which refuses to run as
+    anything but PID 1; sleep is the smallest busybox process, so the payload
+    is if anything counted short, never long).  They run chrooted in one copy
+    of the template's rootfs, so that syslogd's /dev/log and log file are the
+    copy's, not the host's; chroot adds no kernel object.  No namespace, no
+    cgroup of their own, no network: the cost of the same processes as
+    processes, page tables, kernel stacks and task structures included.
+    """
+
+    name = "plain"
+
+    def __init__(self, work: Path, k: int, rootfs: Path) -> None:
+        super().__init__(work, k)
+        self.rootfs = rootfs
+        self.root = work / f"plain-{k}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.argvs = [["/sbin/syslogd", "-n", "-O", "/var/log/messages"],
+                      ["/usr/sbin/crond", "-f", "-c", "/etc/crontabs"],
+                      ["/bin/sleep", "2147483647"],   # console-getty without a terminal
+                      ["/bin/sleep", "2147483647"]]   # in place of init
+
+    def setup(self) -> None:
+        shutil.copytree(self.rootfs, self.root, symlinks=True)
+        for d in ("var/log", "var/spool/cron/crontabs", "run", "tmp"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["chroot", str(self.root), *argv], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def start(self) -> None:
+        for _ in range(self.k):
+            self.procs.extend(self._spawn(argv) for argv in self.argvs)
+        # Every syslogd unlinks /dev/log and binds it anew: two starting at the
+        # same moment can both unlink first, and the second bind then fails.
+        # Those start again, one at a time.
+        for _ in range(5):
+            time.sleep(0.5)
+            gone = [i for i, p in enumerate(self.procs) if p.poll() is not None]
+            if not gone:
+                return
+            for i in gone:
+                self.procs[i] = self._spawn(self.procs[i].args[2:])
+                time.sleep(0.05)
+        raise BenchError(f"plain payload: {len(gone)} processes keep exiting, "
+                         f"e.g. {shlex.join(self.procs[gone[0]].args)}")
+
+    def payload(self) -> tuple[int, int, int]:
+        return payload_of([p.pid for p in self.procs])
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = []
+
+    def cleanup(self) -> None:
+        self.stop()  # only the processes this peer started, by their Popen
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 # Corral's default network is a /24; for more containers the bench makes it
@@ -565,52 +646,65 @@ class OciPeer(Peer):
 
 def measure(peer: Peer) -> dict[str, Any]:
     k = peer.k
+    bare = isinstance(peer, PlainPeer)  # processes only: nothing to create, list or destroy
     peer.setup()
     release_empty_slabs()
     before = settled_meminfo()
-    res: dict[str, Any] = {"create": timed(peer.prepare)}
+    res: dict[str, Any] = {"create": None if bare else timed(peer.prepare)}
     res["start"] = timed(peer.start)
-    res["list"] = timed(peer.list)
+    res["list"] = None if bare else timed(peer.list)
     try:
-        res["stats"] = timed(peer.stats)
+        res["stats"] = None if bare else timed(peer.stats)
     except NotImplementedError:
         res["stats"] = None
     time.sleep(2)  # every init has reached its services
     after = settled_meminfo()  # as the baseline: per-CPU lists drained, frees done
-    rss, pss, nproc = payload(peer.marker())
+    rss, pss, nproc = peer.payload()
     delta = before["Available"] - after["Available"]
     kernel = sum(after[x] - before[x] for x in ("Slab", "PageTables", "KernelStack"))
     res["mem"] = delta / k / MB
     res["kernel"] = kernel / k / MB
     res["over"] = (delta - pss) / k / MB
+    res["beyond"] = None  # filled in once the plain payload of this K is known
     res["pss"] = pss / k / MB
     res["rss"] = rss / k / MB
     res["procs"] = nproc / k
     res["stop"] = timed(peer.stop)
-    res["destroy"] = timed(peer.destroy)
+    res["destroy"] = None if bare else timed(peer.destroy)
     peer.post()
     return res
+
+
+def beyond_plain(results: dict[str, dict[str, Any]]) -> None:
+    """Each container peer's memory per container minus the plain payload's."""
+    plain = results.get("plain")
+    if not plain:
+        return
+    for name, r in results.items():
+        if name != "plain":
+            r["beyond"] = r["mem"] - plain["mem"]
 
 
 COLS = [("create", "create s"), ("start", "start s"), ("list", "list s"),
         ("stats", "stats s"), ("stop", "stop s"), ("destroy", "destroy s"),
         ("mem", "MB/ct"), ("kernel", "kern MB/ct"), ("over", "over MB/ct"),
+        ("beyond", "beyond MB/ct"),
         ("pss", "PSS MB/ct"), ("rss", "RSS MB/ct"), ("procs", "procs/ct")]
 
 
 def table(k: int, results: dict[str, dict[str, Any]], nets: dict[str, str]) -> str:
-    w = 11
+    w = 13
     lines = [f"\nK = {k}   (times in s; memory in MB per container; ratios = peer / lxc)",
              f"{'peer':<14}" + "".join(f"{h:>{w}}" for _, h in COLS)]
     base = results.get("lxc")
     for name, r in results.items():
         lines.append(f"{name:<14}" + "".join(
-            f"{'n/a':>{w}}" if r[c] is None else f"{r[c]:>{w}.3f}" if c in ("list", "stats")
+            f"{'n/a':>{w}}" if r.get(c) is None else f"{r[c]:>{w}.3f}" if c in ("list", "stats")
             else f"{r[c]:>{w}.2f}" for c, _ in COLS))
-        if base and name != "lxc":
+        if base and name not in ("lxc", "plain"):
             lines.append(f"{'  / lxc':<14}" + "".join(
                 f"{r[c] / base[c]:>{w - 1}.2f}x"
-                if r[c] is not None and base[c] is not None and abs(base[c]) > 1e-9
+                if r.get(c) is not None and base.get(c) is not None and abs(base[c]) > 1e-9
                 and c != "procs" else f"{'-':>{w}}" for c, _ in COLS))
     lines.append("networking: " + ", ".join(f"{n}: {nets[n]}" for n in results))
     return "\n".join(lines)
@@ -626,10 +720,12 @@ def main() -> int:
         return 2
     counts = [int(x) for x in args.counts.split(",")]
     wanted = [p.strip() for p in args.peers.split(",") if p.strip()]
+    # The payload as plain processes comes first at every K: "beyond" is measured from it.
+    wanted = ["plain", *(p for p in wanted if p != "plain")]
     peers: list[str] = []
     skipped: list[str] = []
     for p in wanted:
-        tool = {"corral": CORRAL, "lxc": "lxc-start", "crun": "crun", "runc": "runc",
+        tool = {"plain": "chroot", "corral": CORRAL, "lxc": "lxc-start", "crun": "crun", "runc": "runc",
                 "podman": "podman"}.get(p)
         if tool is None:
             skipped.append(f"{p}: unknown peer")
@@ -667,7 +763,8 @@ def main() -> int:
             except BenchError as exc:
                 notes.append(f"bridge {BRIDGE} failed ({exc}); lxc uses lxc.net.0.type = "
                              "empty, crun/runc a bare network namespace")
-        nets = {"corral": "own address on the root's bridge (default)",
+        nets = {"plain": "none (host processes, chrooted)",
+                "corral": "own address on the root's bridge (default)",
                 "lxc": f"veth on {BRIDGE}" if net == "veth" else "lxc.net.0.type = empty",
                 "crun": f"veth on {BRIDGE}" if net == "veth" else "loopback only",
                 "runc": f"veth on {BRIDGE}" if net == "veth" else "loopback only"}
@@ -680,7 +777,9 @@ def main() -> int:
             results: dict[str, dict[str, Any]] = {}
             for name in peers:
                 peer: Peer
-                if name == "corral":
+                if name == "plain":
+                    peer = PlainPeer(work, k, rootfs)
+                elif name == "corral":
                     peer = CorralPeer(work, k)
                 elif name == "lxc":
                     peer = LxcPeer(work, k, rootfs, net)
@@ -701,10 +800,12 @@ def main() -> int:
                 if name in results:
                     log(f"K={k} {name}: " + ", ".join(
                         f"{c} {v:.2f}" for c, v in results[name].items() if v is not None))
+            beyond_plain(results)
             print(table(k, results, nets), flush=True)
             how = {p: (CorralPeer.stats_how if p == "corral" else LxcPeer.stats_how
                        if p == "lxc" else "runc events --stats per container"
-                       if p == "runc" else "n/a (no stats command)") for p in results}
+                       if p == "runc" else "n/a (no stats command)")
+                   for p in results if p != "plain"}
             print("stats: " + ", ".join(f"{p}: {h}" for p, h in how.items()), flush=True)
     except KeyboardInterrupt as exc:
         log(f"interrupted ({str(exc) or 'SIGINT'}): cleaning up")
