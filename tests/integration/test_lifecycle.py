@@ -134,6 +134,18 @@ def test_run_returns_exit_code_and_rm_cleans(corral: Corral, state_root) -> None
     assert corral.info("keep")["state"] == "stopped"
 
 
+def test_only_a_thrown_away_root_skips_the_syncs(corral: Corral) -> None:
+    """`run --rm` mounts its overlay volatile (its upper is deleted afterwards, no
+    sync of the host's filesystem needed); a container that is kept never is."""
+    root_line = ["/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo"]
+    assert "fsync=volatile" in corral("run", "--rm", "--template", "tiny", "--", *root_line)
+    assert "volatile" not in corral("run", "--template", "tiny", "--name", "once", "--",
+                                    *root_line)
+    corral("create", "kept", "--template", "tiny", "--start")
+    assert "volatile" not in corral("exec", "kept", "--", *root_line)
+    corral("destroy", "--force", "kept")
+
+
 def test_an_idle_roots_top_cgroups_stay_until_doctor_tidies_them(corral: Corral,
                                                                    state_root) -> None:  # type: ignore[no-untyped-def]
     tops = [h / _cgroup_top(state_root) for h in CGROUP_ROOT.iterdir() if h.is_dir()]

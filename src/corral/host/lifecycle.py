@@ -216,7 +216,8 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
                             disk=disk_loop, disk_mount=p.disk_mount(cfg.name) if disk_loop
                             else None,
                             disk_fstype=_disk_fstype(p.disk_image(cfg.name)) if disk_loop
-                            else None)
+                            else None,
+                            volatile=cfg.ephemeral)
     mounts = tuple(CgroupMount(target=t, fstype=f, options=o)
                    for t, f, o in host_cgroup_mounts())
     from corral.runtime import filters, lxcfs, sysinfo_client

@@ -66,9 +66,11 @@ class RootfsSpec(_Spec):
         "disk_mount": None,  # where, inside the new mount namespace only
         "disk_fstype": None,  # its filesystem: btrfs (ext4 for images made before)
         "premounted": False,  # the root is already at mountpoint (staged for a user namespace)
+        "volatile": False,  # upper thrown away afterwards (run --rm): overlay skips its syncs
     }
     __slots__ = tuple(_defaults)
     premounted: bool
+    volatile: bool
     disk: str | None
     disk_mount: str | None
     disk_fstype: str | None
