@@ -64,6 +64,32 @@ def test_host_to_container_and_container_to_container(corral: Corral) -> None:
     assert b"probe-udp" in data and peer[0] == web
 
 
+def _name_of(index: int) -> str:
+    return socket.if_indextoname(index)
+
+
+def test_a_start_is_quiet_on_the_bridge(corral: Corral) -> None:
+    """A start sends no duplicate detection or router solicitation onto the bridge
+    (multicast there reaches every other container), and the host end of its veth,
+    a bridge port, has no IPv6 address of its own; its neighbours reach it."""
+    corral("create", "q1", "--template", "tiny", "--start")
+    corral("create", "q2", "--template", "tiny", "--start")
+    conf = corral("exec", "q1", "--", "cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad",
+                  "/proc/sys/net/ipv6/conf/eth0/router_solicitations").split()
+    assert conf == ["0", "0"]
+    host_index = corral("exec", "q1", "--", "cat", "/sys/class/net/eth0/iflink").strip()
+    host_addrs = subprocess.run(["ip", "-o", "-6", "addr", "show"], capture_output=True,
+                                text=True, check=True).stdout.splitlines()
+    assert host_index.isdigit()
+    assert not [line for line in host_addrs if line.split(":")[0] == host_index]
+    assert "addrgenmode none" in subprocess.run(
+        ["ip", "-d", "link", "show", "dev", _name_of(int(host_index))], capture_output=True,
+        text=True, check=True).stdout
+    q2 = next(a for a in corral.info("q2")["addresses"] if ":" in a).split("/")[0]
+    assert "1 packets received" in corral("exec", "q1", "--", "ping", "-6", "-c", "1", "-W",
+                                          "2", q2)
+
+
 def test_port_forward_from_loopback_and_another_namespace(corral: Corral) -> None:
     corral("create", "pf", "--template", "tiny", "--publish", "18081:80", "--start")
     serve(corral, "pf", "forwarded")

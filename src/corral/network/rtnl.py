@@ -24,6 +24,7 @@ RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
 IFF_UP = 0x1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 1, 3, 10, 18, 19
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 26, 8, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 IFA_F_NODAD = 0x02
 RTA_GATEWAY = 5
@@ -73,8 +74,21 @@ class Requests:
         body += _attr(IFLA_LINKINFO, info)
         self._add(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def link_up(self, index: int) -> None:
-        self._add(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
+    def link_up(self, index: int, name: str | None = None) -> None:
+        """Up, by index, or by ``name`` when the index is not known (0)."""
+        body = _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP)
+        if name is not None:
+            body += _attr(IFLA_IFNAME, name.encode() + b"\0")
+        self._add(RTM_NEWLINK, 0, body)
+
+    def no_ipv6_addresses(self, name: str) -> None:
+        """No address of its own for the IPv6 of link ``name``, not even a
+        link-local one ("ip link set NAME addrgenmode none"); before it is up.
+        (The kernel refuses the attribute on a link being created.)"""
+        spec = _attr(IFLA_AF_SPEC, _attr(socket.AF_INET6, _attr(
+            IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))))
+        self._add(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0)
+                  + _attr(IFLA_IFNAME, name.encode() + b"\0") + spec)
 
     def address(self, index: int, cidr: str) -> None:
         """An address; IPv6 ones without duplicate detection (usable at once)."""
