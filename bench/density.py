@@ -30,8 +30,8 @@ and destroy all, and the host's memory per container:
   difference would go negative.  Both are printed.
 * ``beyond MB/ct``: MB/ct minus the same figure of the ``plain`` payload: the
   same services run K times as plain host processes (see PlainPeer), measured
-  first at every K the same way.  This is the issue's "memory beyond its own
-  processes": PSS counts only the processes' user pages, while a process
+  first at every K the same way: the memory a peer needs beyond its own
+  processes.  PSS counts only the processes' user pages, while a process
   also costs the kernel its page tables, kernel stack and task structures
   (~0.3 MB for these four busybox processes) -- a cost every peer pays
   alike and none can shed.
@@ -725,8 +725,8 @@ def main() -> int:
     peers: list[str] = []
     skipped: list[str] = []
     for p in wanted:
-        tool = {"plain": "chroot", "corral": CORRAL, "lxc": "lxc-start", "crun": "crun", "runc": "runc",
-                "podman": "podman"}.get(p)
+        tool = {"plain": "chroot", "corral": CORRAL, "lxc": "lxc-start", "crun": "crun",
+                "runc": "runc", "podman": "podman"}.get(p)
         if tool is None:
             skipped.append(f"{p}: unknown peer")
         elif shutil.which(tool) is None:

@@ -198,30 +198,31 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
         raise
 
 
-# Multicast on a bridge without a querier reaches every port, so each packet a
-# container sends when its interface comes up is delivered into every other
-# container on the bridge: at a thousand containers, a thousand deliveries
-# (through the bridge's netfilter hooks) per packet, a cost that grows with the
-# square of the count when all start.  Its addresses are static and unique
-# (its MAC is Corral's, its global address comes with NODAD), so it needs no
-# duplicate detection for its link-local address, no router solicitation
-# (router advertisements are still accepted), and one membership report per
-# group instead of two (RFC 6636 4.5 allows a robustness of 1 on a reliable
-# link; a veth is one).  Six to eight packets per start become two.
-_QUIET_IPV6 = (("conf/{if}/accept_dad", b"0"), ("conf/{if}/router_solicitations", b"0"))
-
-
 def _quiet_ipv6_start(ifname: str, *, first: bool) -> None:
-    """In the container's network namespace, before ``ifname`` is up."""
-    items = [(k.format(**{"if": ifname}), v) for k, v in _QUIET_IPV6]
+    """In the container's network namespace, before ``ifname`` is up.
+
+    Multicast on a bridge without a querier reaches every port, so each packet
+    a container sends when its interface comes up is delivered into every
+    other container on the bridge: at a thousand containers, a thousand
+    deliveries (through the bridge's netfilter hooks) per packet, a cost that
+    grows with the square of the count when all start.  Its addresses are
+    static and unique (its MAC is Corral's, its global address comes with
+    NODAD), so it needs no duplicate detection for its link-local address and
+    no router solicitation (router advertisements are still accepted).  Where
+    the namespace shows ``mld_qrv`` (one of the host's user namespace: a
+    privileged container), one membership report per group instead of two
+    (RFC 6636 4.5 allows a robustness of 1 on a reliable link; a veth is one).
+    Six to eight packets per start become four (two where mld_qrv is there).
+    """
+    items = [(f"conf/{ifname}/accept_dad", b"0"), (f"conf/{ifname}/router_solicitations", b"0")]
     if first:
         items.append(("mld_qrv", b"1"))
     for key, value in items:
         try:
             fd = os.open(f"/proc/sys/net/ipv6/{key}", os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            # A kernel without the knob, or one that shows it only in namespaces
-            # of the host's user namespace (mld_qrv): the default then.
+            # A kernel without the knob, or a namespace that does not show it
+            # (mld_qrv, in a user namespace's): its default then.
             continue
         try:
             os.write(fd, value)

@@ -13,10 +13,15 @@ when the container stops and nothing can leak from a crash.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from corral.linux import mount as m
 from corral.runtime.spec import InitSpec, RootfsSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 SAFE_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
@@ -183,15 +188,14 @@ def mount_root(spec: RootfsSpec) -> str:
         # mounted before the device cgroup was joined (spawn._private_mounts).
         upper, work = f"{spec.disk_mount}/upper", f"{spec.disk_mount}/work"
     assert upper is not None and work is not None
-    lower = spec.lower
+    opts = _overlay_options(spec.lower, upper, work)
     base = None
-    if len(",".join(lower)) + len(upper) + len(work) > 3700:
+    if len(opts) >= 3800:
         # Mount data is one page: with many layers, name them relative to
         # their common parent (as Docker's overlay2 does with its l/ links).
-        base = os.path.commonpath([*lower, upper, work])
-        lower = tuple(os.path.relpath(p, base) for p in lower)
-        upper, work = os.path.relpath(upper, base), os.path.relpath(work, base)
-    opts = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work},userxattr"
+        base = os.path.commonpath([*spec.lower, upper, work])
+        opts = _overlay_options([os.path.relpath(p, base) for p in spec.lower],
+                                os.path.relpath(upper, base), os.path.relpath(work, base))
     if base is not None:
         os.chdir(base)
     try:
@@ -205,13 +209,17 @@ def mount_root(spec: RootfsSpec) -> str:
                 m.mount("overlay", target, "overlay", 0, opts + ",volatile")
                 return target
             except OSError as exc:
-                if exc.errno != 22:  # EINVAL: a kernel before 5.10 does not know it
+                if exc.errno != errno.EINVAL:  # a kernel before 5.10 does not know it
                     raise
         m.mount("overlay", target, "overlay", 0, opts)
     finally:
         if base is not None:
             os.chdir("/")
     return target
+
+
+def _overlay_options(lower: Iterable[str], upper: str, work: str) -> str:
+    return f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work},userxattr"
 
 
 def _require_plain_dir(root: str, sub: str) -> None:
