@@ -57,3 +57,22 @@ def test_a_dead_instance_is_not_trusted(fake_lxcfs: dict[str, int],
     monkeypatch.setattr(lxcfs.os, "listdir", dead)
     monkeypatch.setattr(lxcfs, "ensure", lambda: None)  # and none can be started here
     assert lxcfs.container_binds() == ()
+
+
+def test_its_sys_files_are_part_of_the_kept_offer(fake_lxcfs: dict[str, int],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lxcfs, "SYS_FILES", ("devices/system/cpu/online",))
+    looked_up: list[str] = []
+
+    def exists(path: str) -> bool:
+        looked_up.append(path)
+        return True
+
+    monkeypatch.setattr(lxcfs.os.path, "exists", exists)
+    first = lxcfs.container_binds()
+    assert first[-1] == (f"{lxcfs.OWN_MOUNT}/sys/devices/system/cpu/online",
+                         "/sys/devices/system/cpu/online")
+    monkeypatch.setattr(lxcfs, "_offered", {})  # a later command: no question to lxcfs
+    assert lxcfs.container_binds() == first
+    assert looked_up == [f"{lxcfs.OWN_MOUNT}/sys/devices/system/cpu/online"]
+    assert fake_lxcfs["listings"] == 1

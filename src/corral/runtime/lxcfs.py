@@ -122,22 +122,32 @@ def _start(timeout: float) -> str | None:
 
 def binds(point: str) -> list[tuple[str, str]]:
     """(source on the host, target inside the container) pairs for the files lxcfs offers."""
-    # One directory listing rather than a stat per file: each is a round trip
-    # to the lxcfs process (~0.15 ms), on every container start.
     try:
-        offered = os.listdir(f"{point}/proc")
+        return _binds(point, _offer(point))
     except OSError:
-        offered = []
-    return _binds(point, offered)
+        return []
+
+
+def _offer(point: str) -> list[str]:
+    """The files under ``point`` that lxcfs offers, as "proc/meminfo", "sys/...".
+
+    One listing of its proc/ rather than a stat per file: each question is a
+    round trip to the lxcfs process (~0.15 ms, up to 0.6 ms when it is busy
+    answering running containers).  Raises OSError when lxcfs does not answer.
+    """
+    offered = [f"proc/{name}" for name in os.listdir(f"{point}/proc")]
+    for name in SYS_FILES:
+        if os.path.exists(f"{point}/sys/{name}"):
+            offered.append(f"sys/{name}")
+    return offered
+
+
+_WANTED = (*(f"proc/{name}" for name in PROC_FILES), *(f"sys/{name}" for name in SYS_FILES))
 
 
 def _binds(point: str, offered: list[str]) -> list[tuple[str, str]]:
-    out = [(f"{point}/proc/{name}", f"/proc/{name}") for name in PROC_FILES if name in offered]
-    for name in SYS_FILES:
-        src = f"{point}/sys/{name}"
-        if os.path.exists(src):
-            out.append((src, f"/sys/{name}"))
-    return out
+    have = set(offered)
+    return [(f"{point}/{rel}", f"/{rel}") for rel in _WANTED if rel in have]
 
 
 def refresh(binds: tuple[tuple[str, str], ...]) -> None:
@@ -164,19 +174,21 @@ def container_binds() -> tuple[tuple[str, str], ...]:
 
     Each question put to lxcfs is a round trip to its process, which is busy
     answering the running containers' reads: 0.2-0.8 ms.  So for our own
-    instance, whose PID we know, the answer is kept (in this process and in
-    ``OFFER_FILE`` for the next commands) and trusted while that PID is still
-    an lxcfs; for another instance one listing of its /proc tells both whether
-    it is alive (a dead one fails it with ENOTCONN) and what it offers.
+    instance, whose PID we know, its offer (/proc files and /sys files alike)
+    is kept (in this process and in ``OFFER_FILE`` for the next commands) and
+    trusted while that PID is still an lxcfs; another instance is asked each
+    time, and a dead one fails the listing of its /proc with ENOTCONN.
     """
     for point in _mounts():
         pid = _own_pid() if point == OWN_MOUNT else 0
         if pid and (point, pid) in _offered:
             return _offered[point, pid]
         offered = store.load_cache(OFFER_FILE, pid) if pid else None
-        if not isinstance(offered, list):
+        if not (isinstance(offered, list) and all(isinstance(rel, str) and
+                                                  rel.startswith(("proc/", "sys/"))
+                                                  for rel in offered)):
             try:
-                offered = os.listdir(f"{point}/proc")
+                offered = _offer(point)
             except OSError:
                 continue  # dead: ensure replaces it if it is ours
             if pid:
