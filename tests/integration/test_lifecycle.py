@@ -198,9 +198,12 @@ def test_runtime_state_lives_on_run_and_an_older_record_is_still_read(corral: Co
     assert corral.info("r1")["state"] == "running"
     corral("stop", "r1", "--timeout", "2")
     assert not os.path.exists(old) and not os.path.exists(new)
-    assert not os.path.exists(paths.runtime)  # the root's last running container
+    assert os.listdir(paths.runtime) == []  # kept for the next start, like the top cgroups
     corral("start", "r1")
     assert os.path.exists(new) and corral.info("r1")["state"] == "running"
+    corral("destroy", "--force", "r1")
+    corral("doctor", "--fix")  # an idle root's directory of records goes with its tops
+    assert not os.path.exists(paths.runtime)
 
 
 def test_list_json(corral: Corral) -> None:
