@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import CORRAL, Corral
@@ -70,13 +71,27 @@ def _name_of(index: int) -> str:
 
 def test_a_start_is_quiet_on_the_bridge(corral: Corral) -> None:
     """A start sends no duplicate detection or router solicitation onto the bridge
-    (multicast there reaches every other container), and the host end of its veth,
-    a bridge port, has no IPv6 address of its own; its neighbours reach it."""
+    (multicast there can reach every other container) and reports its groups with
+    MLDv1, which the bridge, the link's querier, keeps from the other containers;
+    the bridge's MAC is its own and stays put as ports come; the host end of a
+    veth, a bridge port, has no IPv6 address of its own; neighbours reach each
+    other."""
     corral("create", "q1", "--template", "tiny", "--start")
+    bridge = _name_of(int(corral("exec", "q1", "--", "cat", "/sys/class/net/eth0/iflink")))
+    bridge = os.path.basename(os.readlink(f"/sys/class/net/{bridge}/master"))
+    mac = Path(f"/sys/class/net/{bridge}/address").read_text().strip()
     corral("create", "q2", "--template", "tiny", "--start")
+    from corral.network.netlink import bridge_mac
+
+    assert Path(f"/sys/class/net/{bridge}/address").read_text().strip() == mac == \
+        bridge_mac(bridge)
+    assert Path(f"/sys/class/net/{bridge}/addr_assign_type").read_text().strip() == "3"  # set
+    assert Path(f"/sys/class/net/{bridge}/bridge/multicast_querier").read_text().strip() == "1"
+    assert Path(f"/sys/class/net/{bridge}/bridge/hash_max").read_text().strip() == "65536"
     conf = corral("exec", "q1", "--", "cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad",
-                  "/proc/sys/net/ipv6/conf/eth0/router_solicitations").split()
-    assert conf == ["0", "0"]
+                  "/proc/sys/net/ipv6/conf/eth0/router_solicitations",
+                  "/proc/sys/net/ipv6/conf/eth0/force_mld_version").split()
+    assert conf == ["0", "0", "1"]
     host_index = corral("exec", "q1", "--", "cat", "/sys/class/net/eth0/iflink").strip()
     host_addrs = subprocess.run(["ip", "-o", "-6", "addr", "show"], capture_output=True,
                                 text=True, check=True).stdout.splitlines()
@@ -88,6 +103,11 @@ def test_a_start_is_quiet_on_the_bridge(corral: Corral) -> None:
     q2 = next(a for a in corral.info("q2")["addresses"] if ":" in a).split("/")[0]
     assert "1 packets received" in corral("exec", "q1", "--", "ping", "-6", "-c", "1", "-W",
                                           "2", q2)
+    # The bridge learnt the containers' groups from their reports: solicitations
+    # for an address go to its container's port only.
+    mdb = subprocess.run(["bridge", "mdb", "show", "dev", bridge], capture_output=True,
+                         text=True, check=True).stdout
+    assert f"port {_name_of(int(host_index))} grp ff02::1:ff" in mdb
 
 
 def test_port_forward_from_loopback_and_another_namespace(corral: Corral) -> None:

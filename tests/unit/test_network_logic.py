@@ -125,3 +125,13 @@ def test_host_nameservers_drop_loopback(tmp_path: Path) -> None:
     f = tmp_path / "resolv.conf"
     f.write_text("nameserver 127.0.0.53\nnameserver 10.1.1.1\n# c\nnameserver ::1\n")
     assert network.host_nameservers(str(f)) == ["10.1.1.1"]
+
+
+def test_a_bridge_mac_is_its_own_fixed_and_locally_administered() -> None:
+    from corral.network.netlink import bridge_mac
+
+    mac = bridge_mac("cr1a2b3c0")
+    assert mac == bridge_mac("cr1a2b3c0") != bridge_mac("cr1a2b3c1")
+    octets = [int(o, 16) for o in mac.split(":")]
+    assert len(octets) == 6
+    assert octets[0] & 0x02 and not octets[0] & 0x01  # locally administered, unicast

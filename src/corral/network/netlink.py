@@ -64,17 +64,52 @@ def link_index(ipr: Any, name: str) -> int | None:
     return found[0] if found else None
 
 
+# A bridge's multicast snooping, made to confine what containers announce.
+# Without a querier on the link the bridge trusts no group table and floods
+# every multicast packet to every port: each membership report a starting
+# container sends reaches all the others (through the bridge's netfilter
+# hooks and their IPv6 input), a per-start cost that grows with the number
+# of containers -- a fifth of all CPU time when a thousand start at once.
+# With the bridge as querier, reports (MLDv1: see _quiet_ipv6_start) go to
+# router ports only and neighbour solicitations only to the port that joined
+# their group.  Snooping switches itself off when the group table is full
+# (hash_max, 4096 by default: a thousand containers hold ~2000 groups), so
+# the table is given room for tens of thousands.
+BRIDGE_MULTICAST = {"br_mcast_querier": 1, "br_mcast_hash_max": 65536}
+
+
+def bridge_mac(name: str) -> str:
+    """The bridge's own MAC: fixed, derived from its name (locally administered).
+
+    A bridge without a MAC of its own takes the lowest of its ports' and
+    changes it as containers come and go; each change renews its IPv6
+    link-local address (duplicate detection, membership reports, a new
+    querier: general queries into every container) and leaves every
+    container's neighbour entry for its gateway stale.  LXD fixes its
+    bridges' MACs for the same reason.
+    """
+    import hashlib
+
+    return "02:" + hashlib.sha256(name.encode()).digest()[:5].hex(":")
+
+
 def ensure_bridge(name: str, addresses: list[str]) -> None:
     """A bridge named ``name``, up, holding ``addresses`` (CIDR strings)."""
+    settings = {"address": bridge_mac(name), **BRIDGE_MULTICAST}
     with _ipr() as ipr:
         idx = link_index(ipr, name)
         if idx is None:
             try:
-                ipr.link("add", ifname=name, kind="bridge")
+                ipr.link("add", ifname=name, kind="bridge", **settings)
             except Exception as exc:
                 if _code(exc) != errno.EEXIST:
                     raise _fail(f"cannot create bridge {name}", exc) from exc
             idx = link_index(ipr, name)
+        else:  # made by an earlier version: the same settings
+            try:
+                ipr.link("set", index=idx, kind="bridge", **settings)
+            except Exception as exc:
+                raise _fail(f"cannot configure bridge {name}", exc) from exc
         have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx)}
         for cidr in addresses:
             if cidr in have:
@@ -169,7 +204,7 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
         if master is None:
             raise KernelError(f"bridge {bridge} is missing",
                               hint="corral doctor --fix recreates it")
-    ipv6 = os.path.isdir("/proc/sys/net/ipv6")  # not there: booted with ipv6.disable=1
+    ipv6 = _host_has_ipv6()
     pair = Requests()
     pair.veth(host_name, master=master, peer=inner_name, peer_index=peer_index, peer_mac=mac,
               peer_netns_pid=pid, up=not ipv6)
@@ -201,33 +236,67 @@ def attach_veth(host_name: str, bridge: str | None, pid: int, mac: str,
 def _quiet_ipv6_start(ifname: str, *, first: bool) -> None:
     """In the container's network namespace, before ``ifname`` is up.
 
-    Multicast on a bridge without a querier reaches every port, so each packet
-    a container sends when its interface comes up is delivered into every
+    Multicast that a bridge floods reaches every port, so each packet a
+    container sends when its interface comes up can be delivered into every
     other container on the bridge: at a thousand containers, a thousand
     deliveries (through the bridge's netfilter hooks) per packet, a cost that
     grows with the square of the count when all start.  Its addresses are
     static and unique (its MAC is Corral's, its global address comes with
     NODAD), so it needs no duplicate detection for its link-local address and
-    no router solicitation (router advertisements are still accepted).  Where
-    the namespace shows ``mld_qrv`` (one of the host's user namespace: a
-    privileged container), one membership report per group instead of two
-    (RFC 6636 4.5 allows a robustness of 1 on a reliable link; a veth is one).
-    Six to eight packets per start become four (two where mld_qrv is there).
+    no router solicitation (router advertisements are still accepted).  Its
+    membership reports are MLDv1: the bridge (the link's querier, see
+    BRIDGE_MULTICAST) learns from them and passes them to router ports only,
+    where an MLDv2 report, sent to all MLDv2 routers (ff02::16), would still
+    be flooded.  A Linux host needs nothing of MLDv2 on a container's link:
+    no source-specific joins are made on it.  Where the namespace shows
+    ``mld_qrv`` (one of the host's user namespace: a privileged container),
+    one report per group instead of two (RFC 6636 4.5 allows a robustness of
+    1 on a reliable link; a veth is one).
     """
-    items = [(f"conf/{ifname}/accept_dad", b"0"), (f"conf/{ifname}/router_solicitations", b"0")]
-    if first:
-        items.append(("mld_qrv", b"1"))
-    for key, value in items:
+    # Each name looked up under /proc/sys is compared with the same name of
+    # every other network namespace (one dentry per namespace, told apart by
+    # proc_sys_compare): with a thousand containers, a path costs thousands
+    # of comparisons per step.  So the directories are looked up once and
+    # the files opened relative to them.
+    ipv6 = os.open("/proc/sys/net/ipv6", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        conf = os.open(f"conf/{ifname}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                       dir_fd=ipv6)
         try:
-            fd = os.open(f"/proc/sys/net/ipv6/{key}", os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            # A kernel without the knob, or a namespace that does not show it
-            # (mld_qrv, in a user namespace's): its default then.
-            continue
-        try:
-            os.write(fd, value)
+            for name, value in (("accept_dad", b"0"), ("router_solicitations", b"0"),
+                                ("force_mld_version", b"1")):
+                _write_sysctl_at(conf, name, value)
         finally:
-            os.close(fd)
+            os.close(conf)
+        if first:
+            _write_sysctl_at(ipv6, "mld_qrv", b"1")
+    finally:
+        os.close(ipv6)
+
+
+def _write_sysctl_at(dir_fd: int, name: str, value: bytes) -> None:
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        # A kernel without the knob, or a namespace that does not show it
+        # (mld_qrv, in a user namespace's): its default then.
+        return
+    try:
+        os.write(fd, value)
+    finally:
+        os.close(fd)
+
+
+_ipv6: bool | None = None
+
+
+def _host_has_ipv6() -> bool:
+    """Whether the kernel has IPv6 (not booted with ipv6.disable=1); asked once per
+    process, as each /proc/sys lookup costs more with every network namespace."""
+    global _ipv6
+    if _ipv6 is None:
+        _ipv6 = os.path.isdir("/proc/sys/net/ipv6")
+    return _ipv6
 
 
 GATEWAY6_LL = "fe80::1"  # routed mode's IPv6 gateway: link-local on every host end
