@@ -110,6 +110,26 @@ def test_a_start_is_quiet_on_the_bridge(corral: Corral) -> None:
     assert f"port {_name_of(int(host_index))} grp ff02::1:ff" in mdb
 
 
+def test_doctor_brings_a_bridge_of_an_earlier_version_up_to_date(corral: Corral) -> None:
+    corral("create", "ob", "--template", "tiny", "--start")
+    port = _name_of(int(corral("exec", "ob", "--", "cat", "/sys/class/net/eth0/iflink")))
+    bridge = os.path.basename(os.readlink(f"/sys/class/net/{port}/master"))
+    # As an earlier version made it: the kernel's MAC choice, no querier.
+    subprocess.run(["ip", "link", "set", bridge, "address", "02:00:00:00:00:01", "type",
+                    "bridge", "mcast_querier", "0"], check=True)
+    found = subprocess.run([CORRAL, "--root", str(corral.root), "doctor"], capture_output=True,
+                           text=True)
+    assert found.returncode != 0 and f"bridge {bridge} without its fixed MAC" in found.stdout
+    corral("doctor", "--fix")
+    from corral.network.netlink import bridge_mac
+
+    assert Path(f"/sys/class/net/{bridge}/address").read_text().strip() == bridge_mac(bridge)
+    assert Path(f"/sys/class/net/{bridge}/bridge/multicast_querier").read_text().strip() == "1"
+    assert "packets received" in corral("exec", "ob", "--", "ping", "-c", "1", "-W", "2",
+                                        corral.info("ob")["addresses"][0].rsplit(".", 1)[0]
+                                        + ".1")
+
+
 def test_port_forward_from_loopback_and_another_namespace(corral: Corral) -> None:
     corral("create", "pf", "--template", "tiny", "--publish", "18081:80", "--start")
     serve(corral, "pf", "forwarded")

@@ -593,7 +593,8 @@ def guest_files(state: dict[str, Any], hostname: str) -> dict[str, bytes]:
 
 def doctor(ctx: NetContext, containers: set[str], running: set[str],
            fix: bool) -> list[tuple[str, Any]]:
-    """Orphans: (description, undo) for veths, leases and forwards of no live container."""
+    """Orphans: (description, undo) for veths, leases and forwards of no live container;
+    and bridges made by an earlier version, with what brings them up to date."""
     from corral.network import netlink
 
     found: list[tuple[str, Any]] = []
@@ -604,6 +605,11 @@ def doctor(ctx: NetContext, containers: set[str], running: set[str],
             found.append((f"veth {name} of stopped container '{ours[name]}'",
                           lambda n=name: netlink.delete_link(n)))
     for rec in _records(ctx):
+        bridge = rec.get("bridge")
+        if bridge and netlink.bridge_outdated(bridge):
+            found.append((f"bridge {bridge} without its fixed MAC and multicast querier "
+                          "(made by an earlier version)",
+                          lambda b=bridge: netlink.configure_bridge(b)))
         for c in sorted(set(rec.get("leases", {})) - containers):
             found.append((f"address lease of no container: {c} on {rec['name']}",
                           lambda c=c: release(ctx, c)))

@@ -93,23 +93,49 @@ def bridge_mac(name: str) -> str:
     return "02:" + hashlib.sha256(name.encode()).digest()[:5].hex(":")
 
 
+def bridge_outdated(name: str) -> bool:
+    """Whether bridge ``name`` (present) lacks the settings above: one made by an
+    earlier version, until it is made again (a reboot) or ``configure_bridge``."""
+    base = f"/sys/class/net/{name}"
+    try:
+        with open(f"{base}/address") as f:
+            mac = f.read().strip()
+        with open(f"{base}/bridge/multicast_querier") as f:
+            querier = f.read().strip()
+    except FileNotFoundError:
+        return False
+    return mac != bridge_mac(name) or querier != str(BRIDGE_MULTICAST["br_mcast_querier"])
+
+
+def configure_bridge(name: str) -> None:
+    """Give an existing bridge its fixed MAC and multicast settings."""
+    with _ipr() as ipr:
+        idx = link_index(ipr, name)
+        if idx is not None:
+            _configure_bridge(ipr, idx, name)
+
+
+def _configure_bridge(ipr: Any, idx: int, name: str) -> None:
+    try:
+        ipr.link("set", index=idx, kind="bridge", address=bridge_mac(name), **BRIDGE_MULTICAST)
+    except Exception as exc:
+        raise _fail(f"cannot configure bridge {name}", exc) from exc
+
+
 def ensure_bridge(name: str, addresses: list[str]) -> None:
     """A bridge named ``name``, up, holding ``addresses`` (CIDR strings)."""
-    settings = {"address": bridge_mac(name), **BRIDGE_MULTICAST}
     with _ipr() as ipr:
         idx = link_index(ipr, name)
         if idx is None:
             try:
-                ipr.link("add", ifname=name, kind="bridge", **settings)
+                ipr.link("add", ifname=name, kind="bridge", address=bridge_mac(name),
+                         **BRIDGE_MULTICAST)
             except Exception as exc:
                 if _code(exc) != errno.EEXIST:
                     raise _fail(f"cannot create bridge {name}", exc) from exc
             idx = link_index(ipr, name)
-        else:  # made by an earlier version: the same settings
-            try:
-                ipr.link("set", index=idx, kind="bridge", **settings)
-            except Exception as exc:
-                raise _fail(f"cannot configure bridge {name}", exc) from exc
+        else:
+            _configure_bridge(ipr, idx, name)
         have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx)}
         for cidr in addresses:
             if cidr in have:
