@@ -110,6 +110,34 @@ def test_a_start_is_quiet_on_the_bridge(corral: Corral) -> None:
     assert f"port {_name_of(int(host_index))} grp ff02::1:ff" in mdb
 
 
+def _imports_of(corral: Corral, *args: str) -> set[str]:
+    """The modules a command imports (the launcher run with -X importtime)."""
+    import sys
+
+    out = subprocess.run([sys.executable, "-IS", "-X", "importtime", CORRAL, "--root",
+                          str(corral.root), *args], capture_output=True, text=True, check=True)
+    return {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_a_networked_start_stop_and_run_need_no_netlink_library(corral: Corral) -> None:
+    """pyroute2's import (~100-200 ms, more than the rest of a start) stays off the paths
+    of a networked container's start, stop and `run --rm` once its network exists, and so
+    do json's and socket's (regular expressions, enum); the veth of a destroyed container
+    is gone when destroy returns."""
+    corral("create", "np", "--template", "tiny")
+    corral("start", "np")  # makes the network: pyroute2 allowed there
+    corral("stop", "np", "--timeout", "2")
+    heavy = {"pyroute2", "json", "socket", "ipaddress"}
+    assert not heavy & _imports_of(corral, "start", "np")
+    assert not heavy & _imports_of(corral, "stop", "np", "--timeout", "2")
+    assert not heavy & _imports_of(corral, "run", "--rm", "--template", "tiny", "--", "true")
+    corral("start", "np")
+    port = _name_of(int(corral("exec", "np", "--", "cat", "/sys/class/net/eth0/iflink")))
+    corral("destroy", "--force", "np")
+    assert not os.path.exists(f"/sys/class/net/{port}")
+
+
 def test_doctor_brings_a_bridge_of_an_earlier_version_up_to_date(corral: Corral) -> None:
     corral("create", "ob", "--template", "tiny", "--start")
     port = _name_of(int(corral("exec", "ob", "--", "cat", "/sys/class/net/eth0/iflink")))

@@ -135,3 +135,27 @@ def test_a_bridge_mac_is_its_own_fixed_and_locally_administered() -> None:
     octets = [int(o, 16) for o in mac.split(":")]
     assert len(octets) == 6
     assert octets[0] & 0x02 and not octets[0] & 0x01  # locally administered, unicast
+
+
+@pytest.mark.parametrize("subnet", ["10.200.0.0/24", "10.201.7.0/24", "192.168.4.0/22",
+                                    "10.9.0.0/30", "10.9.0.0/31"])
+def test_the_first_free_address_is_what_allocate_picks(subnet: str) -> None:
+    net = ipaddress.ip_network(subnet)
+    hosts = [str(h) for h in net.hosts()]
+    for used in (set(), set(hosts[1:4]), set(hosts[1:])):
+        try:
+            expected = ipam.allocate(net, used, None)
+        except ConflictError:
+            with pytest.raises(ConflictError):
+                ipam.first_free(subnet, used)
+            continue
+        assert ipam.first_free(subnet, used) == expected
+
+
+def test_a_containers_ipv6_address_is_its_prefix_plus_its_ipv4_host_part() -> None:
+    for prefix, v4 in (("fd00:ed8b:e9bf::/64", "10.201.191.7"), ("fd12:3456:789a::/64",
+                                                                   "10.200.255.254")):
+        expected = ipaddress.ip_network(prefix).network_address + \
+            (int(ipaddress.ip_address(v4)) & 0xFFFF)
+        assert ipam.v6_for(prefix, v4) == str(expected)
+        assert ipam.v6_for(ipaddress.ip_network(prefix), v4) == str(expected)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import struct
 
-from corral.network.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK, Requests
+from corral.network.rtnl import (
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    RTM_DELLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    Requests,
+)
 
 
 def _messages(data: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -50,3 +57,12 @@ def test_requests_are_numbered_acknowledged_and_aligned() -> None:
     assert struct.unpack("=I", peer[19])[0] == 1234
     kind, _flags, _seq, body = msgs[3]
     assert kind == RTM_NEWADDR and body[0] == 10 and body[1] == 64 and body[2] == 0x02
+
+
+def test_a_link_is_removed_by_name() -> None:
+    r = Requests()
+    r.delete_link("vc0123456789")
+    (kind, flags, seq, body), = _messages(r.encode())
+    assert kind == RTM_DELLINK and seq == 1 and flags == NLM_F_REQUEST | NLM_F_ACK
+    assert struct.unpack_from("=i", body, 4)[0] == 0  # by name, not index
+    assert _attrs(body[16:])[3] == b"vc0123456789\0"

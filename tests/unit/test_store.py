@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -33,6 +34,28 @@ def test_json_records_are_written_exactly_as_json_dumps_writes_them(obj: object)
     import json
 
     assert store.json_bytes(obj) == json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n"
+
+
+@pytest.mark.parametrize("text", [
+    '{"leases": {"c1": "10.200.0.2"}, "subnet": "10.200.0.0/24", "n": -12, "x": 1.5e3}',
+    '  [1, 2.25, true, false, null, "\\u00e9t\\u00e9 \\"q\\" \\\\ \\n", {}, []]\n\n',
+    '"just a string"', "42", "NaN", "[Infinity, -Infinity]", '{"a": {"b": {"c": [1, [2, [3]]]}}}',
+    '{"big": 123456789012345678901234567890, "dup": 1, "dup": 2}', "\t\r\n{}\n",
+])
+def test_json_records_are_read_as_json_loads_reads_them(text: str) -> None:
+    ours = store.json_loads(text.encode())
+    theirs = json.loads(text)
+    assert repr(ours) == repr(theirs)  # NaN != NaN; their reprs agree
+
+
+@pytest.mark.parametrize("text", ["", "   ", "{", '{"a": 1} x', "[1,]", "{'a': 1}", '"\x01"',
+                                  "tru", "[1] [2]"])
+def test_json_records_that_are_not_json_raise_what_json_raises(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as ours:
+        store.json_loads(text.encode())
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    assert str(ours.value) == str(theirs.value)
 
 
 def test_json_records_refuse_non_string_keys_and_unknown_types() -> None:

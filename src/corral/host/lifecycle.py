@@ -160,12 +160,13 @@ def destroy(host: Host, name: str, *, force: bool = False, gc: bool = True) -> N
 
 
 def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
-            cfg: ContainerConfig | None = None) -> None:
-    """Everything of a stopped container, gone; its lock is held by the caller."""
+            cfg: ContainerConfig | None = None, *, settle: bool = True) -> None:
+    """Everything of a stopped container, gone; its lock is held by the caller.
+    ``settle``: see _teardown."""
     # Its files are deleted below, and their page cache with them: releasing
     # that first (~1.5 ms) would also evict the template's shared pages that
     # it read first, for the next container to read from disk again.
-    _teardown(host, name, state, uncharge=False)
+    _teardown(host, name, state, uncharge=False, settle=settle)
     cfg = cfg or host.load_config(name)
     # Without a network of its own (none, host) it never held an address.
     if cfg.has_own_network and os.path.isdir(host.net_dir):
@@ -539,15 +540,20 @@ def _kill_cgroup(cg: Any, wait: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def _teardown(host: Host, name: str, state: RuntimeState, *, uncharge: bool = True) -> None:
-    """Remove what a stopped container leaves: processes, cgroups, state file.  Idempotent."""
+def _teardown(host: Host, name: str, state: RuntimeState, *, uncharge: bool = True,
+              settle: bool = True) -> None:
+    """Remove what a stopped container leaves: processes, cgroups, state file.  Idempotent.
+
+    ``settle``: wait for the kernel to remove its veth with its network
+    namespace (network.detach); `run --rm` returns without.
+    """
     cg = host.cgroup(name)
     if cg.exists():
         cg.destroy(uncharge=uncharge)  # kills what is left first
     if state.net:
         from corral import network
 
-        network.detach(host.net, name, state.net)
+        network.detach(host.net, name, state.net, settle=settle)
     host.clear_state(name)
 
 
@@ -589,7 +595,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
     code = _wait_foreground(state.pid)
     if remove:
         with host.lock(cfg.name) as lock:
-            _remove(host, cfg.name, state, lock, cfg)
+            _remove(host, cfg.name, state, lock, cfg, settle=False)
     else:
         with host.lock(cfg.name):
             _teardown(host, cfg.name, state)

@@ -131,13 +131,13 @@ def plan(mode: str | None, ip: str | None, networks: list[str] | None,
         if ip not in (None, "auto") or publish or networks:
             raise ValidationError("--net none takes no address, network or published port")
         return {"mode": "none"}
-    import ipaddress
-
     if mode == "routed":
         if publish or isolated or networks:
             raise ValidationError("--net routed takes no --publish, --isolated or --network",
                                   hint="A routed container is reached at its own address.")
         networks = [ROUTED]
+    if ip not in (None, "auto") or nameservers:
+        import ipaddress  # ~2 ms with what it imports: only for what is given
     if ip not in (None, "auto"):
         try:
             ipaddress.IPv4Address(ip)
@@ -179,16 +179,17 @@ def ensure_network(ctx: NetContext, network: str = DEFAULT, *, subnet: str | Non
     The common case -- record and bridge present -- reads one file and checks
     one /sys entry: no netlink and no nft call on every container start.
     """
-    import ipaddress
-    from corral import store
     from corral.network import ipam
-
-    from corral.network import netlink
 
     leases = ipam.Leases(ctx.record(network))
     rec = leases.load()
     if rec and rec.get("bridge") and os.path.exists(f"/sys/class/net/{rec['bridge']}"):
         return rec
+    import ipaddress
+
+    from corral import store
+    from corral.network import netlink
+
     os.makedirs(ctx.state_dir, mode=0o700, exist_ok=True)
     with leases.lock:
         rec = leases.load()
@@ -367,7 +368,6 @@ def allocate(ctx: NetContext, container: str, spec: dict[str, Any]) -> dict[str,
 def _allocate(ctx: NetContext, container: str, spec: dict[str, Any]
               ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """``allocate``, also returning each network's record as read."""
-    import ipaddress
     from corral.network import ipam
 
     if spec.get("mode", "none") == "none":
@@ -385,7 +385,12 @@ def _allocate(ctx: NetContext, container: str, spec: dict[str, Any]
                 if mine is None:
                     used = set(rec["leases"].values())
                     wanted = spec["ip"] if i == 0 and spec["ip"] != "auto" else None
-                    mine = ipam.allocate(ipaddress.ip_network(rec["subnet"]), used, wanted)
+                    if wanted is None:
+                        mine = ipam.first_free(rec["subnet"], used)
+                    else:
+                        import ipaddress
+
+                        mine = ipam.allocate(ipaddress.ip_network(rec["subnet"]), used, wanted)
                     rec["leases"][container] = mine
                     leases.save(rec)
         out[network] = mine
@@ -409,10 +414,7 @@ def release(ctx: NetContext, container: str) -> None:
 
 def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> dict[str, Any]:
     """Wire the network namespace of ``pid``; the NetState to keep for ``detach``."""
-    import ipaddress
-    from corral.network import ipam
-
-    from corral.network import netlink
+    from corral.network import ipam, netlink
 
     if spec.get("mode", "none") == "none":
         return {}
@@ -426,7 +428,7 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
             v4 = addrs[network]
             if rec.get("mode") == "routed":
                 host_if = host_veth(ctx, container, network)
-                v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
+                v6 = ipam.v6_for(rec["subnet6"], v4)
                 _drop_leftover_link(host_if)
                 netlink.attach_routed(host_if, pid, mac_for(ctx, container, network), v4,
                                       ROUTED_GATEWAY, v6)
@@ -442,7 +444,7 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
                     netlink.set_proxy(addr, uplink, True)
                     state["proxy"].append([addr, uplink])
                 continue
-            v6 = ipam.v6_for(ipaddress.ip_network(rec["subnet6"]), v4)
+            v6 = ipam.v6_for(rec["subnet6"], v4)
             host_if = host_veth(ctx, container, network)
             _drop_leftover_link(host_if)
             netlink.attach_veth(host_if, rec["bridge"], pid, mac_for(ctx, container, network),
@@ -462,12 +464,35 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
     return state
 
 
-def _drop_leftover_link(name: str) -> None:
-    """A leftover of a crash would block the name; /sys answers without a netlink round."""
-    if os.path.exists(f"/sys/class/net/{name}"):
-        from corral.network import netlink
+def _settle_links(names: list[str], timeout: float = 1.0) -> None:
+    """Wait until links ``names`` are gone; remove those still there after ``timeout``."""
+    import time
 
-        netlink.delete_link(name)
+    deadline = time.monotonic() + timeout
+    while True:
+        names = [n for n in names if os.path.exists(f"/sys/class/net/{n}")]
+        if not names:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.002)
+    for name in names:
+        _drop_leftover_link(name)
+
+
+def _drop_leftover_link(name: str) -> None:
+    """The veth of the container's last run, if the kernel has not removed it yet
+    (a restart), or a leftover of a crash: it would block the name.  /sys answers
+    without a netlink round, and the removal is hand-encoded (network/rtnl.py):
+    pyroute2's import would cost 100-200 ms here."""
+    if os.path.exists(f"/sys/class/net/{name}"):
+        import errno
+
+        from corral.network.rtnl import Requests
+
+        req = Requests()
+        req.delete_link(name)
+        req.send(f"cannot remove the old {name}", tolerate=(errno.ENODEV,))
 
 
 def _set_rules_of(ctx: NetContext, container: str, spec: dict[str, Any],
@@ -515,20 +540,28 @@ def update(ctx: NetContext, container: str, spec: dict[str, Any], state: dict[st
     netlink.set_rate(state["interfaces"][0]["host_if"], pid, spec.get("rate"))
 
 
-def detach(ctx: NetContext, container: str, state: dict[str, Any]) -> None:
-    """Undo ``attach`` from its NetState alone; idempotent."""
+def detach(ctx: NetContext, container: str, state: dict[str, Any], *,
+           settle: bool = True) -> None:
+    """Undo ``attach`` from its NetState alone; idempotent.
+
+    The veth pair goes with the container's network namespace, which the
+    kernel tears down in a worker moments after its last process exits (7-20
+    ms after `run --rm` here).  With ``settle`` this waits for that, and
+    removes a pair still there after a second (a namespace held from
+    outside); without, it leaves the pair to the kernel: `run --rm` returns
+    its exit code without waiting.  Removing the pair at once would not be
+    quicker: the request waits for that same teardown, under the global rtnl
+    lock every other start and stop needs too.  A start that comes first
+    removes an old pair itself (_drop_leftover_link), and doctor waits for
+    pending ones before it reports any.
+    """
     from corral.network import ipam
 
-    # The kernel removes a veth pair with the container's network namespace, so
-    # after a stop there is usually nothing left: look in /sys before paying for
-    # pyroute2's import.
-    leftovers = [i["host_if"] for i in state.get("interfaces", [])
-                 if os.path.exists(f"/sys/class/net/{i['host_if']}")]
-    if leftovers or state.get("proxy"):
+    if settle:
+        _settle_links([i["host_if"] for i in state.get("interfaces", [])])
+    if state.get("proxy"):
         from corral.network import netlink
 
-        for name in leftovers:
-            netlink.delete_link(name)
         for addr, uplink in state.get("proxy", []):
             netlink.set_proxy(addr, uplink, False)
     changed = False
@@ -595,15 +628,31 @@ def doctor(ctx: NetContext, containers: set[str], running: set[str],
            fix: bool) -> list[tuple[str, Any]]:
     """Orphans: (description, undo) for veths, leases and forwards of no live container;
     and bridges made by an earlier version, with what brings them up to date."""
+    import time
+
     from corral.network import netlink
 
     found: list[tuple[str, Any]] = []
-    ours = {host_veth(ctx, c, rec["name"]): c for rec in _records(ctx)
+    records = _records(ctx)
+    ours = {host_veth(ctx, c, rec["name"]): c for rec in records
             for c in rec.get("leases", {})}
-    for name in netlink.links():
-        if name in ours and ours[name] not in running:
-            found.append((f"veth {name} of stopped container '{ours[name]}'",
-                          lambda n=name: netlink.delete_link(n)))
+    live = {host_veth(ctx, c, rec["name"]) for rec in records for c in running}
+    stale = {name for name in netlink.links() if name in ours and ours[name] not in running}
+    for rec in records:  # and ports of its bridges: of containers destroyed since
+        try:
+            stale.update(set(os.listdir(f"/sys/class/net/{rec.get('bridge')}/brif")) - live)
+        except OSError:
+            pass
+    # A stopped container's veth goes with its network namespace, which the
+    # kernel removes moments after the stop: only one still there after a
+    # second is a leftover (its namespace held from outside).
+    deadline = time.monotonic() + 1.0
+    while stale and time.monotonic() < deadline:
+        time.sleep(0.01)
+        stale = {name for name in stale if os.path.exists(f"/sys/class/net/{name}")}
+    for name in sorted(stale):
+        what = f"stopped container '{ours[name]}'" if name in ours else "no container"
+        found.append((f"veth {name} of {what}", lambda n=name: netlink.delete_link(n)))
     for rec in _records(ctx):
         bridge = rec.get("bridge")
         if bridge and netlink.bridge_outdated(bridge):

@@ -3,7 +3,8 @@
 pyroute2 is Corral's netlink library, but importing it costs ~120 ms (its
 package imports everything it has, from ssl to nftables), two thirds of a
 single networked ``corral start``.  A start needs seven fixed requests: a
-veth pair, links up, addresses, default routes.  They are laid out here
+veth pair, links up, addresses, default routes; a stop at most one, the
+veth's removal.  They are laid out here
 with ``struct`` after rtnetlink(7) and the kernel's uapi headers
 (linux/netlink.h, rtnetlink.h, if_link.h, veth.h, if_addr.h); everything
 else (bridges, queries, tc, routed mode) stays with pyroute2.  The tests
@@ -12,15 +13,15 @@ check what the kernel made of them (tests/integration/test_network.py).
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import struct
 
 from corral.errors import KernelError
 
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR = 2
-RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 IFF_UP = 0x1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 1, 3, 10, 18, 19
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
@@ -43,8 +44,8 @@ def _attr(kind: int, payload: bytes) -> bytes:
 
 
 def _family(address: str) -> tuple[int, bytes]:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    return family, socket.inet_pton(family, address)
+    family = _socket.AF_INET6 if ":" in address else _socket.AF_INET
+    return family, _socket.inet_pton(family, address)
 
 
 class Requests:
@@ -85,16 +86,21 @@ class Requests:
         """No address of its own for the IPv6 of link ``name``, not even a
         link-local one ("ip link set NAME addrgenmode none"); before it is up.
         (The kernel refuses the attribute on a link being created.)"""
-        spec = _attr(IFLA_AF_SPEC, _attr(socket.AF_INET6, _attr(
+        spec = _attr(IFLA_AF_SPEC, _attr(_socket.AF_INET6, _attr(
             IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))))
         self._add(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0)
                   + _attr(IFLA_IFNAME, name.encode() + b"\0") + spec)
+
+    def delete_link(self, name: str) -> None:
+        """Remove link ``name`` (a veth takes its peer with it)."""
+        self._add(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0)
+                  + _attr(IFLA_IFNAME, name.encode() + b"\0"))
 
     def address(self, index: int, cidr: str) -> None:
         """An address; IPv6 ones without duplicate detection (usable at once)."""
         addr, _, plen = cidr.partition("/")
         family, raw = _family(addr)
-        flags = IFA_F_NODAD if family == socket.AF_INET6 else 0
+        flags = IFA_F_NODAD if family == _socket.AF_INET6 else 0
         body = (_IFADDR.pack(family, int(plen), flags, RT_SCOPE_UNIVERSE, index)
                 + _attr(IFA_LOCAL, raw) + _attr(IFA_ADDRESS, raw)
                 + _attr(IFA_FLAGS, struct.pack("=I", flags)))
@@ -109,17 +115,20 @@ class Requests:
     def encode(self) -> bytes:
         return b"".join(self.parts)
 
-    def send(self, what: str) -> None:
+    def send(self, what: str, *, tolerate: tuple[int, ...] = ()) -> None:
         """Send them in one write on a netlink socket of the calling thread's
-        network namespace; raise for the first that failed.
+        network namespace; raise for the first that failed with an errno not in
+        ``tolerate``.
 
         The kernel runs the messages of one write in order and acknowledges
         each: one round trip instead of one per request.
         """
         expected = set(range(1, len(self.parts) + 1))
         first_error = 0
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                           socket.NETLINK_ROUTE) as sock:
+        # _socket, the C module: socket.py would import enum and selectors (~3 ms).
+        sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
+                              _socket.NETLINK_ROUTE)
+        try:
             sock.bind((0, 0))
             sock.settimeout(10)  # the kernel answers at once; never hang a start on it
             sock.sendto(self.encode(), (0, 0))
@@ -134,8 +143,10 @@ class Requests:
                     if kind == NLMSG_ERROR:  # an acknowledgement: error 0 if none
                         code = -struct.unpack_from("=i", data, off + _NLMSG.size)[0]
                         expected.discard(seq)
-                        if code and not first_error:
+                        if code and code not in tolerate and not first_error:
                             first_error = code
                     off += max((length + 3) & ~3, _NLMSG.size)
+        finally:
+            sock.close()
         if first_error:
             raise KernelError(f"{what}: {os.strerror(first_error)}", errno=first_error)
