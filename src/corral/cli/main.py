@@ -378,6 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"corral {__version__}\n")
         return 0
     fast = _fast_parse(argv)
+    if fast is not None:
+        from corral.cli import preload
+
+        if fast.command == "exec":
+            preload.load(preload.EXEC)
+        else:
+            preload.load(preload.RUN + (preload.NETWORK if fast.net != "none" else ()))
     args = fast or _parser().parse_args(argv)
     from corral.errors import CorralError
 
