@@ -105,7 +105,18 @@ def host_snapshot() -> dict[str, set[str]]:
         "cgroups": _cgroups(),
         "nft tables": _nft_tables(),
         "loop devices": _loops(),
+        "records": _records(),
     }
+
+
+RECORDS = Path("/run/corral/state")
+
+
+def _records() -> set[str]:
+    """The state roots' directories of runtime records, and what is in them."""
+    if not RECORDS.is_dir():
+        return set()
+    return {str(p) for p in RECORDS.rglob("*")}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -157,17 +168,23 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # The root's top cgroup directory is shared by its containers and stays
     # while the root exists; anything beneath it is a leak.
     after["cgroups"] -= {str(h / _cgroup_top(root)) for h in CGROUP_ROOT.iterdir()}
+    after["records"] -= {str(RECORDS / _root_id(root))}  # its directory, empty: the same
     leaks = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
     subprocess.run([CORRAL, "--root", str(root), "doctor", "--fix"], capture_output=True)
     _remove_cgroup_top(root)
     assert not leaks, f"the test left these on the host: {leaks}"
+    assert not (RECORDS / _root_id(root)).exists(), "doctor --fix left the root's records"
     assert leftovers.returncode == 0, f"doctor found leftovers:\n{leftovers.stdout}"
 
 
-def _cgroup_top(root: Path) -> str:
+def _root_id(root: Path) -> str:
     from corral.host import root_id
 
-    return f"corral-{root_id(str(root))}"
+    return root_id(str(root))
+
+
+def _cgroup_top(root: Path) -> str:
+    return f"corral-{_root_id(root)}"
 
 
 def _remove_cgroup_top(root: Path) -> None:
