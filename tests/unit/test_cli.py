@@ -77,9 +77,9 @@ def test_bad_env_is_a_validation_error() -> None:
 
 
 def _argparse(argv: list[str]) -> dict[str, object]:
-    from corral.cli.main import _parser
+    from corral.cli.parser import build
 
-    return vars(_parser().parse_args(argv))
+    return vars(build().parse_args(argv))
 
 
 @pytest.mark.parametrize("argv", [
