@@ -459,7 +459,11 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
         if spec.get("rate"):
             netlink.set_rate(state["interfaces"][0]["host_if"], pid, spec["rate"])
     except BaseException:
-        detach(ctx, container, state)
+        # The container's namespace lives on (its start is being undone): the
+        # pairs made so far are removed now rather than waited for.
+        for iface in state["interfaces"]:
+            _drop_leftover_link(iface["host_if"])
+        detach(ctx, container, state, settle=False)
         raise
     return state
 
