@@ -159,3 +159,10 @@ def test_a_containers_ipv6_address_is_its_prefix_plus_its_ipv4_host_part() -> No
             (int(ipaddress.ip_address(v4)) & 0xFFFF)
         assert ipam.v6_for(prefix, v4) == str(expected)
         assert ipam.v6_for(ipaddress.ip_network(prefix), v4) == str(expected)
+
+
+def test_only_names_of_our_veths_count_as_ours() -> None:
+    ctx = network.NetContext("/tmp/x", "ab12cd", default_root=False)
+    assert network._is_host_veth_name(network.host_veth(ctx, "web1", "default"))
+    for other in ("eth1", "vcabc", "vc0123456789", "vcXYZ45678", "tap0123456", "veth1234ab"):
+        assert not network._is_host_veth_name(other)

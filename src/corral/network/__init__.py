@@ -69,6 +69,12 @@ def host_veth(ctx: NetContext, container: str, network: str) -> str:
     return f"vc{zlib.crc32(f'{ctx.host_id}/{container}/{network}'.encode()):08x}"
 
 
+def _is_host_veth_name(name: str) -> bool:
+    """Whether ``name`` has the form of ``host_veth``'s names."""
+    return len(name) == 10 and name.startswith("vc") and \
+        all(c in "0123456789abcdef" for c in name[2:])
+
+
 def mac_for(ctx: NetContext, container: str, network: str) -> str:
     """Stable, locally administered, unicast."""
     h = zlib.crc32(f"mac/{ctx.host_id}/{container}/{network}".encode())
@@ -642,11 +648,12 @@ def doctor(ctx: NetContext, containers: set[str], running: set[str],
             for c in rec.get("leases", {})}
     live = {host_veth(ctx, c, rec["name"]) for rec in records for c in running}
     stale = {name for name in netlink.links() if name in ours and ours[name] not in running}
-    for rec in records:  # and ports of its bridges: of containers destroyed since
-        try:
-            stale.update(set(os.listdir(f"/sys/class/net/{rec.get('bridge')}/brif")) - live)
+    for rec in records:  # and our veths on its bridges: of containers destroyed since
+        try:  # (never a port an operator added: only names of the form host_veth makes)
+            ports = os.listdir(f"/sys/class/net/{rec.get('bridge')}/brif")
         except OSError:
-            pass
+            continue
+        stale.update(p for p in ports if _is_host_veth_name(p) and p not in live)
     # A stopped container's veth goes with its network namespace, which the
     # kernel removes moments after the stop: only one still there after a
     # second is a leftover (its namespace held from outside).
