@@ -173,21 +173,20 @@ def json_loads(data: bytes) -> Any:
     always raises.  tests/unit/test_store.py checks the two against each other.
     """
     global _scan
-    text = data.decode() if isinstance(data, (bytes, bytearray)) else data
-    start = len(text) - len(text.lstrip(_JSON_SPACE))
     try:
+        text = data.decode() if isinstance(data, (bytes, bytearray)) else data
         if _scan is None:
             from _json import make_scanner
 
             _scan = make_scanner(_ScanContext)
-        obj, end = _scan(text, start)
-    except StopIteration:
-        end = -1
-    if end < 0 or text[end:].strip(_JSON_SPACE):
-        import json
+        obj, end = _scan(text, len(text) - len(text.lstrip(_JSON_SPACE)))
+        if not text[end:].strip(_JSON_SPACE):
+            return obj
+    except (StopIteration, UnicodeDecodeError):
+        pass
+    import json
 
-        return json.loads(text)  # raises the usual JSONDecodeError
-    return obj
+    return json.loads(data)  # what it makes of the rest (a BOM, UTF-16), or its error
 
 
 def toml_bytes(obj: dict[str, Any]) -> bytes:

@@ -48,6 +48,12 @@ def test_json_records_are_read_as_json_loads_reads_them(text: str) -> None:
     assert repr(ours) == repr(theirs)  # NaN != NaN; their reprs agree
 
 
+def test_json_records_in_another_encoding_are_read_as_json_reads_them() -> None:
+    for data, expected in (('\ufeff{"a": 1}'.encode(), {"a": 1}),
+                           ('{"a": "é"}'.encode("utf-16"), {"a": "é"})):
+        assert store.json_loads(data) == json.loads(data) == expected
+
+
 @pytest.mark.parametrize("text", ["", "   ", "{", '{"a": 1} x', "[1,]", "{'a': 1}", '"\x01"',
                                   "tru", "[1] [2]"])
 def test_json_records_that_are_not_json_raise_what_json_raises(text: str) -> None:
