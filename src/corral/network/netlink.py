@@ -273,8 +273,10 @@ def _quiet_ipv6_start(ifname: str, *, first: bool) -> None:
     membership reports are MLDv1: the bridge (the link's querier, see
     BRIDGE_MULTICAST) learns from them and passes them to router ports only,
     where an MLDv2 report, sent to all MLDv2 routers (ff02::16), would still
-    be flooded.  A Linux host needs nothing of MLDv2 on a container's link:
-    no source-specific joins are made on it.  Where the namespace shows
+    be flooded.  What MLDv1 lacks is source-specific joins (SSM), which nothing
+    on a container's link would serve: the bridge routes no multicast beyond
+    it, and any-source groups between containers work as before.  Where the
+    namespace shows
     ``mld_qrv`` (one of the host's user namespace: a privileged container),
     one report per group instead of two (RFC 6636 4.5 allows a robustness of
     1 on a reliable link; a veth is one).
