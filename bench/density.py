@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Density: K busybox servers at once, Corral vs LXC, crun and runc, in one run.
 
-    sudo .venv/bin/python bench/density.py --counts 50,200 [--peers corral,lxc,crun,runc]
+    sudo .venv/bin/python bench/density.py --counts 50,200 [--peers corral,lxc,crun,runc,podman]
 
 Every peer runs the same payload: the tiny template's busybox init with its
 syslogd, crond (the "idle service") and console-getty (a sleep when there is
@@ -58,6 +58,11 @@ Peers, with the parallelism of Corral's commands (start 8, stop 16, destroy 8):
   /sys/fs/cgroup/unified is unmounted (only there).  Bare runtimes have no
   stats command except ``runc events --stats`` (per container); for crun it
   is n/a.
+* podman (where installed): ``podman create --rootfs ROOTFS:O`` per
+  container (not timed; its own overlay upper), ``podman start`` and the same
+  veth as crun and runc, ``ps``, ``stats --all --no-stream``, ``stop --all -t
+  5``, ``rm --all``; runc under it, cgroupfs, no podman network (see
+  PodmanPeer).
 
 Everything made is removed at the end, also on Ctrl-C / SIGTERM / SIGHUP:
 containers, bundles, cgroups below this run's own parents, the links it made,
@@ -642,6 +647,108 @@ class OciPeer(Peer):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class PodmanPeer(Peer):
+    """podman (runc under it): a container per `podman create --rootfs DIR:O`.
+
+    The same rootfs with a private overlay upper per container (``:O``), its
+    own storage and run directories under this run's, cgroupfs under a
+    cgroup parent of this run's (conmon, podman's per-container monitor,
+    goes to its ``conmon`` child: not payload), busybox init stopped with
+    SIGUSR2 (power-off, as for crun and runc), no podman network (that would
+    add netavark's firewall tables to the host's): a veth on the bench bridge
+    made by this script, as for crun and runc, counted in the start.  This
+    host's hard limits are below podman's default ulimits and crun refuses
+    hybrid cgroups, so podman runs runc with a containers.conf of this run's
+    that sets no ulimits.
+    """
+
+    name = "podman"
+    stats_how = "podman stats --all --no-stream"
+
+    def __init__(self, work: Path, k: int, rootfs: Path, net: str) -> None:
+        super().__init__(work, k)
+        self.dir = work / f"podman-{k}"
+        self.rootfs = rootfs
+        self.net = net
+        self.cg_parent = f"densbench-{TAG}-podman-{k}"
+        self.names = [f"p{i}" for i in range(k)]
+        self.links: list[str] = []
+        self.lock = threading.Lock()
+        self.podman = [shutil.which("podman") or "podman", "--root", str(self.dir / "storage"),
+                       "--runroot", str(self.dir / "run"), "--cgroup-manager", "cgroupfs",
+                       "--events-backend", "none", "--runtime", "runc"]
+        self.env = {**os.environ, "CONTAINERS_CONF": str(self.dir / "containers.conf")}
+
+    def _run(self, *argv: str, check: bool = True) -> str:
+        p = subprocess.run([*self.podman, *argv], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, env=self.env, timeout=600, check=False)
+        if check and p.returncode != 0:
+            raise BenchError(f"podman {argv[0]}: exit {p.returncode}: {p.stderr.strip()[-400:]}")
+        return p.stdout
+
+    def setup(self) -> None:
+        self.dir.mkdir(parents=True)
+        (self.dir / "containers.conf").write_text("[containers]\ndefault_ulimits = []\n")
+
+    def prepare(self) -> None:
+        parallel(lambda name: self._run(
+            "create", "--name", name, "--hostname", name, "--network", "none",
+            "--cgroup-parent", f"/{self.cg_parent}", "--cap-add", "SYS_BOOT",
+            "--stop-signal", "SIGUSR2", "--rootfs", f"{self.rootfs}:O", "/sbin/init"),
+            self.names, 8)
+
+    def _start_one(self, i: int) -> None:
+        name = self.names[i]
+        self._run("start", name)
+        if self.net != "veth":
+            return
+        pid = int(self._run("inspect", "--format", "{{.State.Pid}}", name))
+        host = f"db{TAG}p{i}"
+        with self.lock:
+            self.links.append(host)
+        run("ip", "-batch", "-", input=f"link add {host} type veth peer name eth0 netns {pid}\n"
+                                        f"link set {host} master {BRIDGE} up\n")
+        addr = f"10.198.{192 + i // 250}.{1 + i % 250}/16"
+        run("nsenter", "-t", str(pid), "-n", "ip", "-batch", "-",
+            input=f"addr add {addr} dev eth0\nlink set eth0 up\n")
+
+    def start(self) -> None:
+        parallel(self._start_one, range(self.k), PAR_START)
+
+    def list(self) -> None:
+        running = sum(c.get("State") == "running"
+                      for c in json.loads(self._run("ps", "--format", "json") or "[]"))
+        if running != self.k:
+            raise BenchError(f"podman ps: {running} running, expected {self.k}")
+
+    def stats(self) -> None:
+        json.loads(self._run("stats", "--all", "--no-stream", "--format", "json"))
+
+    def marker(self) -> str:
+        return f"/{self.cg_parent}/libpod-"  # the containers' cgroups, not conmon's
+
+    def stop(self) -> None:
+        self._run("stop", "--all", "-t", str(int(STOP_TIMEOUT)))
+
+    def destroy(self) -> None:
+        self._run("rm", "--all")
+        for h in cgroup_hierarchies():
+            rmdir_tree(h / self.cg_parent)
+
+    def cleanup(self) -> None:
+        if (self.dir / "storage").exists():
+            self._run("rm", "--all", "--force", "--time", "0", check=False)
+        time.sleep(0.2)
+        for h in cgroup_hierarchies():
+            cg = h / self.cg_parent
+            if cg.exists() and not rmdir_tree(cg):
+                self.notes.append(f"could not remove cgroup {cg}")
+        for link in self.links:  # gone with the container's netns, normally
+            if link_exists(link):
+                quiet("ip", "link", "del", link)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # ---- one peer, one K ------------------------------------------------------------------
 
 def measure(peer: Peer) -> dict[str, Any]:
@@ -713,7 +820,7 @@ def table(k: int, results: dict[str, dict[str, Any]], nets: dict[str, str]) -> s
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--counts", default="50,200", help="comma-separated K values")
-    ap.add_argument("--peers", default="corral,lxc,crun,runc")
+    ap.add_argument("--peers", default="corral,lxc,crun,runc,podman")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("density.py: run as root", file=sys.stderr)
@@ -731,8 +838,6 @@ def main() -> int:
             skipped.append(f"{p}: unknown peer")
         elif shutil.which(tool) is None:
             skipped.append(f"{p}: not installed")
-        elif p == "podman":
-            skipped.append("podman: installed but not measured by this script")
         else:
             peers.append(p)
 
@@ -751,7 +856,7 @@ def main() -> int:
         run(CORRAL, "--root", str(work / "tmpl"), "template", "build", "tiny")
         rootfs = work / "tmpl" / "templates" / "tiny" / "rootfs"
         net = "empty"
-        if any(p in peers for p in ("lxc", "crun", "runc")):
+        if any(p in peers for p in ("lxc", "crun", "runc", "podman")):
             if link_exists(BRIDGE):
                 raise BenchError(f"{BRIDGE} exists already (another run?): not touching it")
             try:
@@ -767,7 +872,8 @@ def main() -> int:
                 "corral": "own address on the root's bridge (default)",
                 "lxc": f"veth on {BRIDGE}" if net == "veth" else "lxc.net.0.type = empty",
                 "crun": f"veth on {BRIDGE}" if net == "veth" else "loopback only",
-                "runc": f"veth on {BRIDGE}" if net == "veth" else "loopback only"}
+                "runc": f"veth on {BRIDGE}" if net == "veth" else "loopback only",
+                "podman": f"veth on {BRIDGE}" if net == "veth" else "loopback only"}
         print(f"# density: counts {counts}, peers {peers}; parallel start {PAR_START}, "
               f"stop {PAR_STOP} (timeout {STOP_TIMEOUT:.0f} s), destroy {PAR_DESTROY}",
               flush=True)
@@ -783,6 +889,8 @@ def main() -> int:
                     peer = CorralPeer(work, k)
                 elif name == "lxc":
                     peer = LxcPeer(work, k, rootfs, net)
+                elif name == "podman":
+                    peer = PodmanPeer(work, k, rootfs, net)
                 else:
                     peer = OciPeer(work, k, name, rootfs, net)
                 live.append(peer)
@@ -803,7 +911,8 @@ def main() -> int:
             beyond_plain(results)
             print(table(k, results, nets), flush=True)
             how = {p: (CorralPeer.stats_how if p == "corral" else LxcPeer.stats_how
-                       if p == "lxc" else "runc events --stats per container"
+                       if p == "lxc" else PodmanPeer.stats_how if p == "podman"
+                       else "runc events --stats per container"
                        if p == "runc" else "n/a (no stats command)")
                    for p in results if p != "plain"}
             print("stats: " + ", ".join(f"{p}: {h}" for p, h in how.items()), flush=True)
