@@ -461,23 +461,56 @@ class LxcPeer(Peer):
                 self.notes.append(f"leftover cgroup {cg} (removed: {rmdir_tree(cg)})")
 
 
-class OciPeer(Peer):
+class BridgedPeer(Peer):
+    """A peer without networking of its own: this script gives each container a
+    veth on the bench bridge (counted in its start), and its cgroups live under
+    a parent of this run's."""
+
+    def __init__(self, work: Path, k: int, name: str, net: str, subnet: int) -> None:
+        super().__init__(work, k)
+        self.name = name
+        self.net = net
+        self.cg_parent = f"densbench-{TAG}-{name}-{k}"
+        self.subnet = subnet  # third octet of its first address in 10.198.0.0/16
+        self.links: list[str] = []
+        self.lock = threading.Lock()
+
+    def wire(self, i: int, pid: int) -> None:
+        """Container ``i`` (init ``pid``): a veth on the bridge and an address."""
+        if self.net != "veth":
+            return
+        host = f"db{TAG}{self.name[0]}{i}"
+        with self.lock:
+            self.links.append(host)
+        run("ip", "-batch", "-", input=f"link add {host} type veth peer name eth0 netns {pid}\n"
+                                        f"link set {host} master {BRIDGE} up\n")
+        addr = f"10.198.{self.subnet + i // 250}.{1 + i % 250}/16"
+        run("nsenter", "-t", str(pid), "-n", "ip", "-batch", "-",
+            input=f"addr add {addr} dev eth0\nlink set eth0 up\n")
+
+    def sweep(self) -> None:
+        """After its own cleanup: its cgroups and links, if anything is left."""
+        time.sleep(0.2)
+        for h in cgroup_hierarchies():
+            cg = h / self.cg_parent
+            if cg.exists() and not rmdir_tree(cg):
+                self.notes.append(f"could not remove cgroup {cg}")
+        for link in self.links:  # gone with the container's netns, normally
+            if link_exists(link):
+                quiet("ip", "link", "del", link)
+
+
+class OciPeer(BridgedPeer):
     """crun or runc: a bundle per container, detached."""
 
     def __init__(self, work: Path, k: int, runtime: str, rootfs: Path, net: str) -> None:
-        super().__init__(work, k)
-        self.name = runtime
+        super().__init__(work, k, runtime, net, 64 if runtime == "crun" else 128)
         self.bin = shutil.which(runtime) or runtime
         self.dir = work / f"{runtime}-{k}"
         self.state = self.dir / "state"
         self.rootfs = rootfs
-        self.net = net
-        self.cg_parent = f"densbench-{TAG}-{runtime}-{k}"
-        self.subnet = 64 if runtime == "crun" else 128
         self.ids = [f"c{i}" for i in range(k)]
         self.pids: dict[str, tuple[int, int]] = {}  # id -> (init pid, start time)
-        self.links: list[str] = []
-        self.lock = threading.Lock()
         # crun 1.8 refuses hybrid cgroups: run it where the v2 mount is not there.
         self.hide_unified = runtime == "crun" and os.path.ismount(CGROUP_ROOT / "unified")
         self.stats_how = "runc events --stats per container" if runtime == "runc" else ""
@@ -563,16 +596,7 @@ class OciPeer(Peer):
             raise BenchError(f"{self.name} {cid}: init {pid} exited at once")
         with self.lock:
             self.pids[cid] = (pid, start)
-        if self.net != "veth":
-            return
-        host = f"db{TAG}{self.name[0]}{i}"
-        with self.lock:
-            self.links.append(host)
-        run("ip", "-batch", "-", input=f"link add {host} type veth peer name eth0 netns {pid}\n"
-                                        f"link set {host} master {BRIDGE} up\n")
-        addr = f"10.198.{self.subnet + i // 250}.{1 + i % 250}/16"
-        run("nsenter", "-t", str(pid), "-n", "ip", "-batch", "-",
-            input=f"addr add {addr} dev eth0\nlink set eth0 up\n")
+        self.wire(i, pid)
 
     def start(self) -> None:
         parallel(self._start_one, range(self.k), PAR_START)
@@ -636,18 +660,11 @@ class OciPeer(Peer):
                         self.notes.append(f"killed leftover init {pid} of {cid}")
             except OSError:
                 pass
-        time.sleep(0.2)
-        for h in cgroup_hierarchies():
-            cg = h / self.cg_parent
-            if cg.exists() and not rmdir_tree(cg):
-                self.notes.append(f"could not remove cgroup {cg}")
-        for link in self.links:  # gone with the container's netns, normally
-            if link_exists(link):
-                quiet("ip", "link", "del", link)
+        self.sweep()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class PodmanPeer(Peer):
+class PodmanPeer(BridgedPeer):
     """podman (runc under it): a container per `podman create --rootfs DIR:O`.
 
     The same rootfs with a private overlay upper per container (``:O``), its
@@ -662,18 +679,13 @@ class PodmanPeer(Peer):
     that sets no ulimits.
     """
 
-    name = "podman"
     stats_how = "podman stats --all --no-stream"
 
     def __init__(self, work: Path, k: int, rootfs: Path, net: str) -> None:
-        super().__init__(work, k)
+        super().__init__(work, k, "podman", net, 192)
         self.dir = work / f"podman-{k}"
         self.rootfs = rootfs
-        self.net = net
-        self.cg_parent = f"densbench-{TAG}-podman-{k}"
         self.names = [f"p{i}" for i in range(k)]
-        self.links: list[str] = []
-        self.lock = threading.Lock()
         self.podman = [shutil.which("podman") or "podman", "--root", str(self.dir / "storage"),
                        "--runroot", str(self.dir / "run"), "--cgroup-manager", "cgroupfs",
                        "--events-backend", "none", "--runtime", "runc"]
@@ -700,17 +712,8 @@ class PodmanPeer(Peer):
     def _start_one(self, i: int) -> None:
         name = self.names[i]
         self._run("start", name)
-        if self.net != "veth":
-            return
-        pid = int(self._run("inspect", "--format", "{{.State.Pid}}", name))
-        host = f"db{TAG}p{i}"
-        with self.lock:
-            self.links.append(host)
-        run("ip", "-batch", "-", input=f"link add {host} type veth peer name eth0 netns {pid}\n"
-                                        f"link set {host} master {BRIDGE} up\n")
-        addr = f"10.198.{192 + i // 250}.{1 + i % 250}/16"
-        run("nsenter", "-t", str(pid), "-n", "ip", "-batch", "-",
-            input=f"addr add {addr} dev eth0\nlink set eth0 up\n")
+        if self.net == "veth":
+            self.wire(i, int(self._run("inspect", "--format", "{{.State.Pid}}", name)))
 
     def start(self) -> None:
         parallel(self._start_one, range(self.k), PAR_START)
@@ -738,14 +741,7 @@ class PodmanPeer(Peer):
     def cleanup(self) -> None:
         if (self.dir / "storage").exists():
             self._run("rm", "--all", "--force", "--time", "0", check=False)
-        time.sleep(0.2)
-        for h in cgroup_hierarchies():
-            cg = h / self.cg_parent
-            if cg.exists() and not rmdir_tree(cg):
-                self.notes.append(f"could not remove cgroup {cg}")
-        for link in self.links:  # gone with the container's netns, normally
-            if link_exists(link):
-                quiet("ip", "link", "del", link)
+        self.sweep()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
