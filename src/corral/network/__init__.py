@@ -391,12 +391,7 @@ def _allocate(ctx: NetContext, container: str, spec: dict[str, Any]
                 if mine is None:
                     used = set(rec["leases"].values())
                     wanted = spec["ip"] if i == 0 and spec["ip"] != "auto" else None
-                    if wanted is None:
-                        mine = ipam.first_free(rec["subnet"], used)
-                    else:
-                        import ipaddress
-
-                        mine = ipam.allocate(ipaddress.ip_network(rec["subnet"]), used, wanted)
+                    mine = ipam.allocate(rec["subnet"], used, wanted)
                     rec["leases"][container] = mine
                     leases.save(rec)
         out[network] = mine

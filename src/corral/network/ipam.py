@@ -54,40 +54,35 @@ def gateway(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return str(next(subnet.hosts()))
 
 
-def allocate(subnet: ipaddress.IPv4Network, used: set[str], wanted: str | None) -> str:
-    """An address for a container: ``wanted`` if free and inside, else the first free one."""
-    import ipaddress
+def allocate(subnet: str | ipaddress.IPv4Network, used: set[str], wanted: str | None) -> str:
+    """An address for a container: ``wanted`` if free and inside, else the first free one.
 
-    reserved = {gateway(subnet), str(subnet.network_address), str(subnet.broadcast_address)}
+    The first free one by integer arithmetic: every new container's start
+    (each `run --rm`) leases here, and ipaddress costs ~2 ms; it is loaded only
+    to check a ``wanted`` address.  The network address, the gateway (its
+    first host) and the broadcast address are never leased.
+    """
     if wanted is not None:
+        import ipaddress
+
+        net = ipaddress.ip_network(subnet)
+        reserved = {gateway(net), str(net.network_address), str(net.broadcast_address)}
         try:
             addr = ipaddress.ip_address(wanted)
         except ValueError:
             raise ValidationError(f"invalid address '{wanted}'") from None
-        if addr not in subnet:
-            raise ValidationError(f"address {wanted} is outside the network's subnet {subnet}",
-                                  hint=f"Choose an address in {subnet}, or --ip auto.")
+        if addr not in net:
+            raise ValidationError(f"address {wanted} is outside the network's subnet {net}",
+                                  hint=f"Choose an address in {net}, or --ip auto.")
         if str(addr) in used or str(addr) in reserved:
             raise ConflictError(f"address {wanted} is already in use",
                                 hint="Choose another address, or --ip auto.")
         return str(addr)
-    for addr in subnet.hosts():
-        if str(addr) not in used and str(addr) not in reserved:
-            return str(addr)
-    raise ConflictError(f"no free address left in {subnet}")
-
-
-def first_free(subnet: str, used: set[str]) -> str:
-    """``allocate(ip_network(subnet), used, None)``, by integer arithmetic: a new
-    container's start (every `run --rm`) leases here, and ipaddress costs ~2 ms."""
     import _socket
 
-    base, _, plen = subnet.partition("/")
-    net = int.from_bytes(_socket.inet_aton(base), "big")
-    size = 1 << (32 - int(plen))
-    # The network address, the gateway (its first host) and the broadcast address
-    # are never leased.
-    for host in range(net + 2, net + size - 1):
+    base, _, plen = str(subnet).partition("/")
+    first = int.from_bytes(_socket.inet_aton(base), "big")
+    for host in range(first + 2, first + (1 << (32 - int(plen))) - 1):
         addr = _socket.inet_ntoa(host.to_bytes(4, "big"))
         if addr not in used:
             return addr
