@@ -469,19 +469,21 @@ def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> d
     return state
 
 
-def _settle_links(names: list[str], timeout: float = 1.0) -> None:
-    """Wait until links ``names`` are gone; remove those still there after ``timeout``."""
+def _wait_gone(names: list[str], timeout: float = 1.0) -> list[str]:
+    """Wait until links ``names`` are gone, at most ``timeout``; those still there."""
     import time
 
     deadline = time.monotonic() + timeout
     while True:
         names = [n for n in names if os.path.exists(f"/sys/class/net/{n}")]
-        if not names:
-            return
-        if time.monotonic() > deadline:
-            break
+        if not names or time.monotonic() > deadline:
+            return names
         time.sleep(0.002)
-    for name in names:
+
+
+def _settle_links(names: list[str]) -> None:
+    """Wait until links ``names`` are gone; remove those still there after a second."""
+    for name in _wait_gone(names):
         _drop_leftover_link(name)
 
 
@@ -633,8 +635,6 @@ def doctor(ctx: NetContext, containers: set[str], running: set[str],
            fix: bool) -> list[tuple[str, Any]]:
     """Orphans: (description, undo) for veths, leases and forwards of no live container;
     and bridges made by an earlier version, with what brings them up to date."""
-    import time
-
     from corral.network import netlink
 
     found: list[tuple[str, Any]] = []
@@ -652,11 +652,7 @@ def doctor(ctx: NetContext, containers: set[str], running: set[str],
     # A stopped container's veth goes with its network namespace, which the
     # kernel removes moments after the stop: only one still there after a
     # second is a leftover (its namespace held from outside).
-    deadline = time.monotonic() + 1.0
-    while stale and time.monotonic() < deadline:
-        time.sleep(0.01)
-        stale = {name for name in stale if os.path.exists(f"/sys/class/net/{name}")}
-    for name in sorted(stale):
+    for name in sorted(_wait_gone(list(stale))):
         what = f"stopped container '{ours[name]}'" if name in ours else "no container"
         found.append((f"veth {name} of {what}", lambda n=name: netlink.delete_link(n)))
     for rec in _records(ctx):
