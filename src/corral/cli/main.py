@@ -131,20 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     if argv == ["--version"]:  # the fast path: no argparse, no service layer
         sys.stdout.write(f"corral {__version__}\n")
         return 0
-    fast = _fast_parse(argv)
-    if fast is not None:
-        from corral.cli import preload
-
-        if fast.command == "exec":
-            preload.load(preload.EXEC)
-        else:
-            preload.load(preload.RUN + (preload.NETWORK if fast.net != "none" else ()))
-    if fast is None:
+    args = _fast_parse(argv)
+    if args is None:
         from corral.cli.parser import build
 
         args = build().parse_args(argv)
     else:
-        args = fast
+        from corral.cli import preload
+
+        if args.command == "exec":
+            preload.load(preload.EXEC)
+        else:
+            preload.load(preload.RUN + (preload.NETWORK if args.net != "none" else ()))
     from corral.errors import CorralError
 
     try:
