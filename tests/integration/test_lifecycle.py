@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from conftest import CGROUP_ROOT, Corral, _cgroup_top
 
 
@@ -225,21 +226,27 @@ def test_exec_tty_is_the_containers_own_pty(corral: Corral) -> None:
     assert corral("exec", "t1", "--", "ls", "/dev/pts").split() == ["ptmx"]
 
 
+@pytest.mark.parametrize("init", ["program", "python"])
 def test_without_clone3_a_container_starts_through_the_forked_path(
-        corral: Corral, state_root, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        corral: Corral, state_root, monkeypatch, init: str) -> None:  # type: ignore[no-untyped-def]
     """Kernels or seccomp profiles that refuse clone3 get the same container the
-    older way: an intermediate process that unshares, forks the init and exits."""
+    older way: an intermediate process that unshares, forks the init and exits
+    (whether the init would have run its system-call program or Python)."""
     from corral.host import Host
-    from corral.linux import clone
+    from corral.linux import clone, sysprog
 
     tried = []
 
-    def refuse(flags: int, cgroup_dir_fd: int = -1) -> int:
-        tried.append(flags)
+    def refuse(*args: object, **kw: object) -> int:
+        tried.append(args)
         raise OSError(38, "clone3: Function not implemented")
 
     corral("create", "fb", "--template", "tiny", "--net", "none")
-    monkeypatch.setattr(clone, "clone", refuse)
+    if init == "python":
+        monkeypatch.setenv("CORRAL_INIT", "python")
+        monkeypatch.setattr(clone, "clone", refuse)
+    else:
+        monkeypatch.setattr(sysprog, "start", refuse)
     Host(str(state_root)).start("fb", details=False)  # in this process: clone3 refused
     monkeypatch.undo()
     assert tried, "the direct path was not tried first"

@@ -33,7 +33,8 @@ RUN = (
     "host/lifecycle", "linux/__init__", "linux/ffi", "linux/_libc", "linux/ns",
     "templates/__init__", "host/templates", "host/idmaps", "storage/__init__", "storage/layers",
     "linux/fs", "linux/proc", "runtime/__init__", "runtime/lxcfs", "linux/caps", "linux/filter",
-    "linux/mount", "runtime/spec", "runtime/rootfs", "runtime/spawn", "cgroups/base",
+    "linux/mount", "runtime/spec", "runtime/rootfs", "linux/sysprog", "runtime/initprog",
+    "runtime/spawn", "cgroups/base",
     "cgroups/__init__", "cgroups/fs", "cgroups/mounts", "runtime/filters",
     "runtime/sysinfo_client", "linux/devices", "linux/clone", "runtime/cgjoin",
 )

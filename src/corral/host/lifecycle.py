@@ -246,6 +246,8 @@ def _init_spec(host: Host, cfg: ContainerConfig, *, foreground: bool, argv: list
         seccomp=filters.program(nesting=nesting) if confined else b"",
         systempaths=cfg.systempaths == "default",
         files=files or {},
+        # What network.guest_files gives at "go" (see _launch's ``early``).
+        late_files=("/etc/hosts", "/etc/resolv.conf") if cfg.has_own_network else (),
         # "host": the template updater's build container uses the host's
         # network to reach the distribution's mirror, as debootstrap does.
         netns=cfg.network.get("mode") != "host",

@@ -36,7 +36,7 @@ __all__ = [
     "CDLL", "POINTER", "Array", "PyDLL", "Structure", "addressof", "byref", "c_char",
     "c_char_p", "c_int", "c_long", "c_size_t", "c_uint", "c_uint8", "c_uint16", "c_uint32",
     "c_uint64", "c_ulong", "c_ushort", "c_void_p", "cast", "create_string_buffer",
-    "get_errno", "py_object", "pythonapi", "sizeof",
+    "get_errno", "memmove", "py_object", "pythonapi", "sizeof",
 ]
 
 TYPE_CHECKING = False
@@ -135,3 +135,12 @@ _cast = _CastFunction(_ctypes._cast_addr)
 def cast(obj: Any, typ: Any) -> Any:
     """``obj`` (a pointer, array or function) seen as type ``typ``, as ctypes.cast."""
     return _cast(obj, obj, typ)
+
+
+class _MemmoveFunction(CFuncPtr):
+    _argtypes_ = (c_void_p, c_void_p, c_size_t)
+    _restype_ = c_void_p
+    _flags_ = FUNCFLAG_CDECL
+
+
+memmove = _MemmoveFunction(_ctypes._memmove_addr)  # as ctypes.memmove

@@ -42,10 +42,10 @@ from corral.errors import KernelError
 # What the init uses is imported here, by the caller, not in the init: there
 # every page an import touches would be copied first (copy-on-write after the
 # clone), ~0.3 ms of each start.
-from corral.linux import caps, ns
+from corral.linux import caps, ns, sysprog
 from corral.linux import filter as seccomp
 from corral.linux import mount as m
-from corral.runtime import rootfs
+from corral.runtime import initprog, rootfs
 from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec, close_fds_except, execvpe
 
 TYPE_CHECKING = False
@@ -99,7 +99,7 @@ NAMESPACES = (ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC | ns.CLONE_NEWP
 class Spawned:
     """An init that exists in its namespaces and waits for ``release``."""
 
-    __slots__ = ("pid", "report_fd", "go_fd", "name")
+    __slots__ = ("go_fd", "name", "pid", "report_fd")
 
     def __init__(self, *, pid: int, report_fd: int, go_fd: int, name: str) -> None:
         self.pid = pid
@@ -145,6 +145,51 @@ def _raise_report(name: str, msg: object) -> None:
         raise KernelError(f"cannot start container '{name}': {msg[1]}", errno=msg[2],
                           hint=msg[3] if len(msg) > 3 else None)
     raise KernelError(f"cannot start container '{name}': unexpected message {msg!r}")
+
+
+class _ProgramSpawned(Spawned):
+    """An init running a system-call program (``runtime.initprog``), waiting for "go"."""
+
+    __slots__ = ("child", "init")
+
+    def __init__(self, *, init: initprog.Init, child: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.init = init
+        self.child = child  # its program, stack and clone arguments: alive until it execs
+
+    def release(self, files: dict[str, tuple[bytes, int]] | None = None) -> None:
+        try:
+            if files:
+                self.init.late(files)  # the init waits for "go" before these ops
+            os.write(self.go_fd, b"g")
+        except BrokenPipeError:
+            pass  # the init died: its record is on the report pipe
+        os.close(self.go_fd)
+        try:
+            record = sysprog.read_record(self.report_fd)
+        finally:
+            os.close(self.report_fd)
+        if record is not None:
+            _raise_record(self.name, self.init, record, "")
+
+
+def _raise_record(name: str, init: initprog.Init, record: tuple[int, int] | None,
+                  otherwise: str) -> None:
+    """The error a program's failure record stands for (``otherwise``: at EOF)."""
+    if record is None:
+        raise KernelError(f"cannot start container '{name}': {otherwise}")
+    index, err = record
+    what = init.program.what[index] if index < len(init.program.what) else f"step {index}"
+    reason = os.strerror(err) if err else "end of file"
+    raise KernelError(f"cannot start container '{name}': {what}: {reason}", errno=err or None)
+
+
+def _sysinfo_alive(spec: InitSpec) -> bool:
+    if spec.sysinfo_socket < 0 or not spec.seccomp:
+        return False
+    from corral.runtime import sysinfo_client
+
+    return sysinfo_client.alive(spec.sysinfo_socket)
 
 
 def spawn(spec: InitSpec, console: str | None = None,
@@ -215,12 +260,22 @@ def _spawn_direct(spec: InitSpec, console: str | None,
     try:
         join = CgroupJoin(spec.cgroup_procs)
         report_r, report_w, go_r, go_w, log_fd = _pipes(spec)
+        # The network namespace is made here, not by the init: it exists
+        # when the caller's ``meanwhile`` wires it, while the init builds
+        # its root.
+        flags = (ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0)
+                 | (ns.CLONE_NEWNET if spec.netns else 0))
+        program = None
         try:
-            # The network namespace is made here, not by the init: it exists
-            # when the caller's ``meanwhile`` wires it, while the init builds
-            # its root.
-            pid = join.clone(ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0)
-                             | (ns.CLONE_NEWNET if spec.netns else 0))
+            if initprog.supported(spec):
+                # The init's setup as a system-call program (runtime.initprog):
+                # a child sharing our memory until its exec, no Python in it.
+                program = initprog.Init(spec, console, report_w, go_r, log_fd, join, staged,
+                                        _sysinfo_alive(spec))
+                child: Any = sysprog.start(program.program, report_w, flags, join.v2_dir)
+                pid = child.pid
+            else:
+                pid = join.clone(flags)
         except OSError as exc:
             _close(report_r, report_w, go_r, go_w, log_fd)
             if exc.errno in clone.UNSUPPORTED:
@@ -229,7 +284,7 @@ def _spawn_direct(spec: InitSpec, console: str | None,
         except BaseException:
             _close(report_r, report_w, go_r, go_w, log_fd)
             raise
-        if pid == 0:  # the init
+        if pid == 0:  # the init (Python)
             os.close(report_r)
             os.close(go_w)
             _init_direct(spec, console, report_w, go_r, log_fd, join, staged)
@@ -244,13 +299,25 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                     # The init may have died first: its own account comes first.
                     os.close(go_w)
                     go_w = -1
+                    if program is not None:
+                        _raise_record(spec.name, program, sysprog.read_record(report_r),
+                                      f"mapping its ids: {exc}")
                     _raise_report(spec.name, recv(report_r) or
                                   ("error", f"mapping its ids: {exc}", exc.errno))
                 staged.close()
                 staged = None
-                send(go_w, ("mapped",))
+                if program is not None:
+                    os.write(go_w, b"m")
+                else:
+                    send(go_w, ("mapped",))
             if meanwhile is not None:
                 meanwhile(pid)
+            if program is not None:
+                record = sysprog.read_record(report_r)
+                if record != (sysprog.READY, 0):
+                    _raise_record(spec.name, program, record, "the init exited during setup")
+                return _ProgramSpawned(pid=pid, report_fd=report_r, go_fd=go_w, name=spec.name,
+                                       init=program, child=child)
             msg = recv(report_r)
             if msg != ("ready",):
                 _raise_report(spec.name, msg if msg is not None else

@@ -132,8 +132,11 @@ class InitSpec(_Spec):
         # Files the init writes into its root before it reports ready:
         # path inside -> (content, mode); /etc/hostname, /etc/hosts, guest settings.
         "files": {},
+        # Files whose content comes with "go" (``Spawned.release``): the network's.
+        "late_files": (),
     }
     __slots__ = tuple(_defaults)
+    late_files: tuple[str, ...]
     seccomp: bytes
     sysinfo_socket: int
     sysinfo_filter: bytes

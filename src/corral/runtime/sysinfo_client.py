@@ -64,6 +64,23 @@ def ensure() -> bool:
     return True
 
 
+def alive(sock_fd: int) -> bool:
+    """Whether the agent still holds the other end of ``sock_fd`` (which stays open)."""
+    try:
+        sock = _socket.socket(fileno=sock_fd)
+    except OSError:
+        return False
+    try:
+        sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
+        return False  # EOF (the agent went away) or a message it never sends
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.detach()
+
+
 def install(program: bytes, notified: bytes, sock_fd: int) -> None:
     """In the container's init (before it reports ready) or exec child (last before
     exec): install its seccomp filter, and have the agent on ``sock_fd`` answer
