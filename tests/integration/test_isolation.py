@@ -202,3 +202,42 @@ def test_symlinked_mount_targets_are_refused(corral: Corral, state_root: Path,
     assert sorted(os.listdir(victim)) == ["keep"]
     with open("/proc/self/mountinfo") as f:
         assert str(victim) not in f.read()
+
+
+PROBE = ("cut -d' ' -f5-6,9- /proc/1/mountinfo; grep -E '^(Cap|Sig|Seccomp|NoNewPrivs)' "
+         "/proc/1/status; ls -la /dev /run /tmp | cut -c1-10,30-; ls /proc/1/fd; "
+         "cat /etc/hostname /etc/hosts /etc/resolv.conf 2>&1; hostname; id; ulimit -n")
+
+
+def _same(text: str, *names: str) -> str:
+    """A probe's output with what differs between two containers by design masked."""
+    import re
+
+    for n in names:
+        text = text.replace(n, "NAME")
+    return re.sub(r"\b(10|fd[0-9a-f]{2})[.:][0-9a-f.:]+", "ADDR", text)
+
+
+@pytest.mark.parametrize("how", ["run", "run-net", "start", "privileged"])
+def test_the_program_init_and_the_python_init_build_the_same_container(
+        corral: Corral, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """runtime/initprog writes down the Python init's steps; the containers they make
+    must not differ in anything a tenant can see: mounts, credentials, signals,
+    seccomp, /dev, files, host names, descriptors."""
+    seen = []
+    for init in ("program", "python"):
+        monkeypatch.setenv("CORRAL_INIT", init)
+        name = f"same-{init}"
+        if how.startswith("run"):
+            net = ["--net", "none"] if how == "run" else []
+            out = corral("run", "--rm", *net, "--name", name, "--template", "tiny", "--",
+                         "/bin/sh", "-c", PROBE)
+        else:
+            extra = ["--privileged"] if how == "privileged" else []
+            corral("create", name, "--template", "tiny", "--net", "none", *extra, "--start")
+            corral.wait_for(name, "pidof syslogd && pidof crond")
+            out = corral("exec", name, "--", "/bin/sh", "-c", PROBE)
+            corral("destroy", "--force", name)
+        seen.append(_same(out, name))
+    assert seen[0] == seen[1]
+    assert "proc" in seen[0] and "CapBnd" in seen[0] and "NAME" in seen[0], seen[0]

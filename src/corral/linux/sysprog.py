@@ -20,66 +20,14 @@ touch it until the child has exec'd or exited.  It has its own copy of the
 file table and signal dispositions (no CLONE_FILES, no CLONE_SIGHAND).
 
 The executor (x86-64; elsewhere ``available()`` is False and callers use
-their Python path), assembled from this source with GNU as::
-
-    # long run(struct clone_args *args, size_t size, const u64 *program)
-    # program: u64 report_fd, then ops of 10 u64 each:
-    #   nr, a0..a5, ctl, store, ok
-    # ctl bit i (0-5): argument i is an address; the u64 there is passed
-    # ctl bit 8: a result of 0 is a failure (EOF where a message was due)
-    # store: where the result (rax) is written, or 0
-    # ok: an errno that counts as success, -1 for any, 0 for none
-    # A failure writes {op index, errno} (2 u64) to report_fd and exits 127.
-    run:    mov r8, rdx
-            mov eax, 435            # clone3(args, size)
-            syscall
-            test rax, rax
-            jz child
-            ret                     # the caller: child PID or -errno
-    child:  mov r13, [r8]           # report fd
-            lea rbx, [r8+8]         # first op
-            xor r12d, r12d          # op index
-    next_op:
-            mov r14, [rbx+56]       # ctl
-            mov rdi, [rbx+8]
-            test r14b, 1
-            jz 1f
-            mov rdi, [rdi]
-    1:      ...the same for rsi (bit 1), rdx (2), r10 (3), r8 (4), r9 (5)...
-            mov rax, [rbx]
-            syscall
-            mov rdx, [rbx+64]
-            test rdx, rdx
-            jz 1f
-            mov [rdx], rax
-    1:      cmp rax, -4095
-            jae failed              # -4095..-1
-            test rax, rax
-            jnz advance
-            test r14d, 256
-            jz advance
-            jmp report              # 0 where 0 is a failure: errno 0
-    failed: neg rax
-            mov rdx, [rbx+72]
-            cmp rdx, -1
-            je advance
-            cmp rax, rdx
-            je advance
-    report: sub rsp, 16
-            mov [rsp], r12
-            mov [rsp+8], rax
-            mov rdi, r13
-            mov rsi, rsp
-            mov edx, 16
-            mov eax, 1              # write(report_fd, {index, errno}, 16)
-            syscall
-            mov edi, 127
-            mov eax, 231            # exit_group(127)
-            syscall
-    advance:
-            add rbx, 80
-            inc r12
-            jmp next_op
+their Python path) is ``_CODE`` below, assembled from sysprog_x86_64.S beside
+this file.  A program is a u64 report fd, then ops of ten u64 each: the
+call's number, its six arguments, ``ctl`` (bit i: argument i is an address
+whose u64 is passed; bit 8: a result of 0 is a failure, as EOF where a
+message was due), ``store`` (where the result goes, or 0) and ``ok`` (an
+errno that counts as success, -1 for any, 0 for none).  A failure writes
+{op index, errno} to the report fd and exits 127.  The caller's side of the
+clone returns the child's PID (or -errno) like a fork.
 
 tests/unit/test_sysprog.py reassembles it (when GNU as is installed) and
 compares, and runs programs through it.

@@ -80,13 +80,17 @@ class Init:
 
     def __init__(self, spec: InitSpec, console: str | None, report_w: int, go_r: int,
                  log_fd: int, join: CgroupJoin, staged: StagedLayers | None,
-                 sysinfo_alive: bool) -> None:
+                 sysinfo_alive: bool, callers: tuple[int, ...]) -> None:
+        """``callers``: the caller's ends of the two pipes, which the init closes
+        first (then the caller's death is EOF where it waits)."""
         self.program = p = sp.Program()
         self._late: dict[str, tuple[list[int], list[tuple], int, int]] = {}
         self._zero = p.string("0")
         self._byte = p.slot()
         self._nul = p.string("")
         c = self.call = p.call
+        for fd in callers:
+            c(NR["close"], fd, what="setup: close")
         # #1: the v1 cgroups (born in the cgroup2 one), then the other namespaces.
         for fd in join.tasks:
             c(NR["write"], fd, self._zero, 1, what="joining its cgroups")

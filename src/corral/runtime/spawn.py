@@ -271,7 +271,7 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                 # The init's setup as a system-call program (runtime.initprog):
                 # a child sharing our memory until its exec, no Python in it.
                 program = initprog.Init(spec, console, report_w, go_r, log_fd, join, staged,
-                                        _sysinfo_alive(spec))
+                                        _sysinfo_alive(spec), (report_r, go_w))
                 child: Any = sysprog.start(program.program, report_w, flags, join.v2_dir)
                 pid = child.pid
             else:
