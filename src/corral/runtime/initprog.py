@@ -112,7 +112,7 @@ class Init:
         if spec.netns and not spec.netns_wired:
             self._loopback_up()
         self._setup_root(spec, console, root)
-        self._files(spec.files, "writing guest files")
+        self._files(_changed(spec.files, _own_tree(spec.rootfs)), "writing guest files")
         if spec.seccomp:
             self._seccomp(spec, sysinfo_alive)
         c(NR["write"], report_w, p.struct(sp.READY, 0), sp.RECORD, what="reporting ready")
@@ -343,7 +343,10 @@ class Init:
         p = self.program
         for path, (content, mode) in files.items():
             if path not in self._late or len(content) > _LATE_CAPACITY:
-                raise ValueError(f"no room for {path} in the init's program")
+                from corral.errors import KernelError
+
+                raise KernelError(f"cannot write {path} into the container: no room in its "
+                                  "init's program", hint="Report this as a bug of Corral's.")
             indexes, ops, buf, length = self._late[path]
             ffi.memmove(buf, content, len(content))  # read by the init after "go"
             ffi.c_long.from_address(length).value = len(content)
@@ -405,6 +408,57 @@ class Init:
             self.call(NR["execve"], self._nul, argv, envp,
                       what=f"exec {cmd}: not found in the container's PATH")
         self.call(NR["exit_group"], 127, what="exec")
+
+
+def _own_tree(spec: RootfsSpec) -> str | None:
+    """Where a file the container wrote lies on the host: its upper layer, or the
+    directory it runs on (``--rootfs``)."""
+    return spec.bind if spec.bind is not None else spec.upper
+
+
+def _changed(files: dict[str, tuple[bytes, int]], tree: str | None
+             ) -> dict[str, tuple[bytes, int]]:
+    """``files`` but those the container's own tree holds already as they are.
+
+    As the Python init's ``_same_file``: a restart rewrites no /etc/hostname
+    (no new inode in the upper layer) when nothing changed.  Looked at from
+    here, as host root, in a tree the container controls: beneath the tree,
+    no symlink followed, a regular file only (opened O_PATH first).
+    """
+    if tree is None or not files:
+        return files
+    from corral.linux import fs
+
+    try:
+        top = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return files
+    out = {}
+    try:
+        for path, (content, mode) in files.items():
+            if not _holds(fs, top, path.lstrip("/"), content, mode):
+                out[path] = (content, mode)
+    finally:
+        os.close(top)
+    return out
+
+
+def _holds(fs: object, top: int, rel: str, content: bytes, mode: int) -> bool:
+    try:
+        fd = fs.open_beneath(top, rel, O_PATH | O_NOFOLLOW | os.O_CLOEXEC)  # type: ignore[attr-defined]
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000 or st.st_mode & 0o7777 != mode \
+                or st.st_size != len(content):
+            return False
+        with open(f"/proc/self/fd/{fd}", "rb") as f:
+            return f.read(len(content) + 1) == content
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _ranges_without(keep: int) -> list[tuple[int, int]]:

@@ -253,8 +253,10 @@ def _spawn_direct(spec: InitSpec, console: str | None,
     from corral.runtime.cgjoin import CgroupJoin
 
     staged = None
+    native = initprog.supported(spec)
     if spec.userns:
-        _delegate_cgroups(spec)
+        if not native:
+            _delegate_cgroups(spec)
         staged = rootfs.open_layers(spec.rootfs, spec.userns[0], spec.userns[2])
     join = None
     try:
@@ -267,7 +269,7 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                  | (ns.CLONE_NEWNET if spec.netns else 0))
         program = None
         try:
-            if initprog.supported(spec):
+            if native:
                 # The init's setup as a system-call program (runtime.initprog):
                 # a child sharing our memory until its exec, no Python in it.
                 program = initprog.Init(spec, console, report_w, go_r, log_fd, join, staged,
@@ -308,6 +310,10 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                 staged = None
                 if program is not None:
                     os.write(go_w, b"m")
+                    # Only the container's own processes use the delegation, after
+                    # its exec (the init joins through fds opened here): done
+                    # while it builds its root.
+                    _delegate_cgroups(spec)
                 else:
                     send(go_w, ("mapped",))
             if meanwhile is not None:
