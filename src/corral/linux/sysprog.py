@@ -87,12 +87,14 @@ class Program:
     def __init__(self, capacity: int = 256) -> None:
         self.what: list[str] = []  # per op: what it does, for error messages
         self.count = 0
-        self._ops = ffi.create_string_buffer(8 + capacity * _OP.size)
+        # Unwritten ops exit (127): a child never runs into zeroes (read(0, 0, 0)).
+        self._ops = ffi.create_string_buffer(bytes(8) + _EXIT * capacity, 8 + capacity * 80)
         self._capacity = capacity
         self._chunks: list[object] = []  # data buffers: alive as long as the program
         self._mem = memoryview(b"")
         self._base = self._used = 0
         self._strings: dict[str | bytes, int] = {}  # read-only data, placed once
+        self.started = False  # a child runs it: ops may be appended, never moved
 
     # -- data --------------------------------------------------------------------------------
 
@@ -170,17 +172,23 @@ class Program:
         _OP.pack_into(self._ops, 8 + index * 80, nr, *args, *_ZEROS[n:], ctl, store, ok)
 
     def _grow(self) -> None:
-        bigger = ffi.create_string_buffer(8 + 2 * self._capacity * _OP.size)
+        if self.started:
+            raise RuntimeError("a running program's ops cannot move: give it the capacity")
+        bigger = ffi.create_string_buffer(bytes(8) + _EXIT * (2 * self._capacity),
+                                          8 + 2 * self._capacity * 80)
         memoryview(bigger).cast("B")[:len(self._ops)] = memoryview(self._ops).cast("B")
         self._ops, self._capacity = bigger, 2 * self._capacity
 
     def address(self, report_fd: int) -> int:
-        """The program's address, with ``report_fd`` as where failures are reported."""
+        """The program's address, with ``report_fd`` as where failures are reported.
+
+        Ops may be appended while the child runs, as long as it waits (in a
+        read) before reaching them: the caller writes them, then the byte that
+        lets it go on (a system call between: the child sees them whole).  A
+        program must end in an exit or exec of its own.
+        """
         _U64.pack_into(self._ops, 0, report_fd)
-        # After the last op: an exit, should a program not end in one.
-        if self.count == self._capacity:
-            self._grow()
-        self._encode(self.count, 231, (127,), 0, 0, 0)
+        self.started = True
         return int(ffi.addressof(self._ops))
 
     @staticmethod
@@ -190,6 +198,7 @@ class Program:
 
 
 _ZEROS = (0,) * 6
+_EXIT = _OP.pack(231, 127, 0, 0, 0, 0, 0, 0, 0, 0)  # exit_group(127)
 
 
 class _Executor:

@@ -262,22 +262,22 @@ def _spawn_direct(spec: InitSpec, console: str | None,
     try:
         join = CgroupJoin(spec.cgroup_procs)
         report_r, report_w, go_r, go_w, log_fd = _pipes(spec)
-        # The network namespace is made here, not by the init: it exists
-        # when the caller's ``meanwhile`` wires it, while the init builds
-        # its root.
-        flags = (ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0)
-                 | (ns.CLONE_NEWNET if spec.netns else 0))
+        # The Python init is cloned into its network namespace: it exists when
+        # the caller's ``meanwhile`` wires it, while the init builds its root.
+        # The program init makes its own and says so (initprog.NETNS).
+        flags = ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0)
         program = None
         try:
             if native:
                 # The init's setup as a system-call program (runtime.initprog):
                 # a child sharing our memory until its exec, no Python in it.
-                program = initprog.Init(spec, console, report_w, go_r, log_fd, join, staged,
-                                        _sysinfo_alive(spec), (report_r, go_w))
+                # It starts at once and makes its network namespace itself
+                # while the rest of its program is written here.
+                program = initprog.Init(spec, report_w, go_r, join, (report_r, go_w))
                 child: Any = sysprog.start(program.program, report_w, flags, join.v2_dir)
                 pid = child.pid
             else:
-                pid = join.clone(flags)
+                pid = join.clone(flags | (ns.CLONE_NEWNET if spec.netns else 0))
         except OSError as exc:
             _close(report_r, report_w, go_r, go_w, log_fd)
             if exc.errno in clone.UNSUPPORTED:
@@ -294,6 +294,8 @@ def _spawn_direct(spec: InitSpec, console: str | None,
         join.close()
         join = None
         try:
+            if program is not None:
+                program.finish(spec, console, log_fd, staged, _sysinfo_alive(spec))
             if staged is not None:
                 try:
                     _map_ids(pid, spec.userns, staged)  # #1b
@@ -302,20 +304,28 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                     os.close(go_w)
                     go_w = -1
                     if program is not None:
-                        _raise_record(spec.name, program, sysprog.read_record(report_r),
-                                      f"mapping its ids: {exc}")
+                        record = sysprog.read_record(report_r)
+                        if record == (initprog.NETNS, 0):
+                            record = sysprog.read_record(report_r)
+                        _raise_record(spec.name, program, record, f"mapping its ids: {exc}")
                     _raise_report(spec.name, recv(report_r) or
                                   ("error", f"mapping its ids: {exc}", exc.errno))
                 staged.close()
                 staged = None
-                if program is not None:
-                    os.write(go_w, b"m")
+                if program is None:
+                    send(go_w, ("mapped",))
+            if program is not None:
+                os.write(go_w, b"m")  # its program is written (and its ids mapped)
+                if spec.userns:
                     # Only the container's own processes use the delegation, after
                     # its exec (the init joins through fds opened here): done
                     # while it builds its root.
                     _delegate_cgroups(spec)
-                else:
-                    send(go_w, ("mapped",))
+                if spec.netns and spec.netns_wired:  # ``meanwhile`` wires it
+                    record = sysprog.read_record(report_r)
+                    if record != (initprog.NETNS, 0):
+                        _raise_record(spec.name, program, record,
+                                      "the init exited during setup")
             if meanwhile is not None:
                 meanwhile(pid)
             if program is not None:
