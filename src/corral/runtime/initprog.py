@@ -34,14 +34,7 @@ if TYPE_CHECKING:
     from corral.runtime.cgjoin import CgroupJoin
     from corral.runtime.rootfs import StagedLayers
 
-# x86-64 system call numbers (the executor runs only there).
-NR = {"read": 0, "write": 1, "close": 3, "rt_sigaction": 13, "rt_sigprocmask": 14,
-      "ioctl": 16, "dup2": 33, "getpid": 39, "socket": 41, "sendmsg": 46, "execve": 59,
-      "chdir": 80, "rename": 82, "mkdir": 83, "symlink": 88, "setresuid": 117,
-      "setresgid": 119, "setsid": 112, "setgroups": 116, "pivot_root": 155, "prctl": 157,
-      "mount": 165, "umount2": 166, "sethostname": 170, "exit_group": 231, "openat": 257,
-      "unshare": 272, "seccomp": 317, "move_mount": 429, "close_range": 436}
-
+NR = sp.NR
 AT_FDCWD = -100
 O_PATH = 0o10000000
 O_DIRECTORY = 0o200000
