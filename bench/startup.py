@@ -31,11 +31,12 @@ VENV_BIN = Path(sys.executable).parent
 CORRAL = str(VENV_BIN / "corral")
 
 
-def timed(argv: list[str], runs: int) -> list[float]:
+def timed(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
     out = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True,
+                       env=env)
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
@@ -91,7 +92,8 @@ def main() -> None:
     results: dict[str, list[float]] = {k: [] for k in
                                        ("crun run", "runc run", "corral run --rm --rootfs",
                                         "corral run --rm --template",
-                                        "corral run --rm (own network)", "corral exec",
+                                        "corral run --rm (own network)",
+                                        "corral run --rm (Python init)", "corral exec",
                                         "corral --version")}
     try:
         subprocess.run([*c, "template", "build", "tiny"], check=True, stdout=subprocess.DEVNULL)
@@ -114,6 +116,11 @@ def main() -> None:
             # like-for-like row: the bundles have a network namespace with no link.
             results["corral run --rm (own network)"] += timed(
                 [*c, "run", "--rm", "--template", "tiny", "--", "/bin/true"], per_round)
+            # The same as the --template row with the init set up by Python
+            # (a fork of the CLI) instead of its system-call program.
+            results["corral run --rm (Python init)"] += timed(
+                [*c, "run", "--rm", "--net", "none", "--template", "tiny", "--", "/bin/true"],
+                per_round, env=dict(os.environ, CORRAL_INIT="python"))
             results["corral exec"] += timed([*c, "exec", "bench", "--", "true"], per_round)
             results["corral --version"] += timed([CORRAL, "--version"], per_round)
     finally:

@@ -39,3 +39,67 @@ def test_a_tree_the_container_controls_is_read_without_following_its_links(
     (tree / "etc" / "hostname").unlink()
     os.mkfifo(tree / "etc" / "hostname", 0o644)  # never opened for reading (would block)
     assert initprog._changed(files, str(tree)) == files
+
+
+class _Join:
+    tasks = [7, 8]
+    v2_dir = 9
+    v2_procs = 10
+
+
+class _Staged:
+    trees = [("l0", 11), ("c", 12)]
+    bind = False
+
+
+def _spec(**kw: object) -> object:
+    from corral.runtime.spec import InitSpec, RootfsSpec
+
+    base = dict(name="c1", hostname="c1", argv=("sh", "-c", "true"),
+                rootfs=RootfsSpec(mountpoint="/m", lower=("/t",), upper="/nonexistent/u",
+                                  work="/nonexistent/w", volatile=True),
+                cgroup_procs=("/sys/fs/cgroup/unified/g/payload/cgroup.procs",),
+                userns=(1000000000, 1000000000, 65536), seccomp=b"\0" * 8,
+                files={"/etc/hostname": (b"c1\n", 0o644)}, late_files=("/etc/hosts",),
+                netns_wired=True)
+    base.update(kw)
+    return InitSpec(**base)  # type: ignore[arg-type]
+
+
+def test_the_program_reads_as_the_python_init_does() -> None:
+    spec = _spec()
+    init = initprog.Init(spec, 20, 21, _Join, (22, 23))  # type: ignore[arg-type]
+    first = list(init.program.what)
+    assert first == ["setup: close", "setup: close", "joining its cgroups",
+                     "joining its cgroups", "namespaces: unshare", "waiting for its id map"]
+    init.finish(spec, None, -1, _Staged, sysinfo_alive=False)  # type: ignore[arg-type]
+    what = init.program.what
+    order = [what.index(w) for w in (
+        "namespaces: setresuid", "namespaces: mount(/)", "hostname",
+        "rootfs: mount(/run/corral/stage/root)", "rootfs: mount(/run/corral/stage/root/proc)",
+        "rootfs: pivot_root", "writing guest files: rename(/etc/hostname)", "seccomp",
+        "reporting ready", "waiting for the host", "closing host files", "capabilities",
+        "signals")]
+    assert order == sorted(order)
+    assert what[-2:] == ["exec sh: not found in the container's PATH", "exec"]
+    assert "loopback: up" not in what  # wired by the host (netns_wired)
+    assert "setup: setsid" in what  # not in the foreground
+    # the late file's ops are no-ops until the host fills them in
+    assert what.count("(a file not given)") == 5  # mkdir /etc, open, write, close, rename
+
+
+def test_a_late_file_too_large_or_unknown_is_an_error_not_a_traceback() -> None:
+    from corral.errors import KernelError
+
+    spec = _spec()
+    init = initprog.Init(spec, 20, 21, _Join, (22, 23))  # type: ignore[arg-type]
+    init.finish(spec, None, -1, _Staged, sysinfo_alive=False)  # type: ignore[arg-type]
+    init.late({"/etc/hosts": (b"127.0.0.1 localhost\n", 0o644)})
+    assert "writing network files: rename(/etc/hosts)" in init.program.what
+    for files in ({"/etc/other": (b"x", 0o644)}, {"/etc/hosts": (b"x" * 20000, 0o644)}):
+        try:
+            init.late(files)
+        except KernelError as exc:
+            assert "no room" in exc.message
+        else:
+            raise AssertionError("accepted")

@@ -69,19 +69,14 @@ def _volatile_known() -> bool:
     return (major, minor) >= (5, 10)
 
 
-NETNS = sp.READY - 1  # op index of the record saying the network namespace exists
-
-
 class Init:
     """The program of one container's init, in two parts.
 
     The constructor writes what the init does first -- close the caller's pipe
-    ends, join its cgroups, unshare its namespaces (the network one too: made
-    here, ~0.6 ms, it no longer holds up the clone) and wait for one byte --
-    so that it can be cloned at once; ``finish`` writes the rest while the
-    init makes its namespaces, and the caller sends the byte when the rest is
-    written (and the id map, with a user namespace).  With a network to wire,
-    the init reports ``NETNS`` once its network namespace exists.
+    ends, join its cgroups, unshare its other namespaces and wait for one
+    byte -- so that it can be cloned at once; ``finish`` writes the rest while
+    the init does that, and the caller sends the byte when the rest is
+    written (and the id map, with a user namespace).
     """
 
     def __init__(self, spec: InitSpec, report_w: int, go_r: int, join: CgroupJoin,
@@ -102,10 +97,7 @@ class Init:
         if join.v2_procs >= 0 and join.v2_dir < 0:
             c(NR["write"], join.v2_procs, self._zero, 1, what="joining its cgroups")
         c(NR["unshare"], ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC
-          | ns.CLONE_NEWCGROUP | (ns.CLONE_NEWNET if spec.netns else 0),
-          what="namespaces: unshare")
-        if spec.netns and spec.netns_wired:
-            c(NR["write"], report_w, p.struct(NETNS, 0), sp.RECORD, what="namespaces: report")
+          | ns.CLONE_NEWCGROUP, what="namespaces: unshare")
         self._wait(go_r, "waiting for the host" if spec.userns is None else
                    "waiting for its id map")
 

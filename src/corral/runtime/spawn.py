@@ -14,6 +14,13 @@ Processes and the handshake between them (numbers match the comments)::
                   (carrying files to write, e.g. /etc/hosts), #5 drops
                   privileges and execs
 
+On x86-64 the init runs no Python: ``runtime.initprog`` writes #1-#5 down
+as a system-call program, which a child cloned with CLONE_VM runs
+(``linux.sysprog``); its handshake is the same with one-byte messages and
+fixed-size records, and the program is written in two parts, the second
+while the init joins its cgroups and namespaces.  The Python init below
+serves consoles, disk images, nested seccomp and other machines.
+
 The init is the caller's own child: there is no process in between, and
 none of ours stays per container (when the caller exits the init is
 reparented to the host's init; a caller that lives on, as a daemon would,
@@ -262,22 +269,24 @@ def _spawn_direct(spec: InitSpec, console: str | None,
     try:
         join = CgroupJoin(spec.cgroup_procs)
         report_r, report_w, go_r, go_w, log_fd = _pipes(spec)
-        # The Python init is cloned into its network namespace: it exists when
-        # the caller's ``meanwhile`` wires it, while the init builds its root.
-        # The program init makes its own and says so (initprog.NETNS).
-        flags = ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0)
+        # The network namespace is made here, not by the init: it exists when
+        # the caller's ``meanwhile`` wires it, while the init builds its root
+        # (and its kernel objects are charged as they always were, not to the
+        # init's memory cgroup, which it joins first).
+        flags = (ns.CLONE_NEWPID | (ns.CLONE_NEWUSER if spec.userns else 0)
+                 | (ns.CLONE_NEWNET if spec.netns else 0))
         program = None
         try:
             if native:
                 # The init's setup as a system-call program (runtime.initprog):
                 # a child sharing our memory until its exec, no Python in it.
-                # It starts at once and makes its network namespace itself
+                # It starts at once and joins its cgroups and namespaces
                 # while the rest of its program is written here.
                 program = initprog.Init(spec, report_w, go_r, join, (report_r, go_w))
                 child: Any = sysprog.start(program.program, report_w, flags, join.v2_dir)
                 pid = child.pid
             else:
-                pid = join.clone(flags | (ns.CLONE_NEWNET if spec.netns else 0))
+                pid = join.clone(flags)
         except OSError as exc:
             _close(report_r, report_w, go_r, go_w, log_fd)
             if exc.errno in clone.UNSUPPORTED:
@@ -304,10 +313,8 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                     os.close(go_w)
                     go_w = -1
                     if program is not None:
-                        record = sysprog.read_record(report_r)
-                        if record == (initprog.NETNS, 0):
-                            record = sysprog.read_record(report_r)
-                        _raise_record(spec.name, program, record, f"mapping its ids: {exc}")
+                        _raise_record(spec.name, program, sysprog.read_record(report_r),
+                                      f"mapping its ids: {exc}")
                     _raise_report(spec.name, recv(report_r) or
                                   ("error", f"mapping its ids: {exc}", exc.errno))
                 staged.close()
@@ -321,11 +328,6 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                     # its exec (the init joins through fds opened here): done
                     # while it builds its root.
                     _delegate_cgroups(spec)
-                if spec.netns and spec.netns_wired:  # ``meanwhile`` wires it
-                    record = sysprog.read_record(report_r)
-                    if record != (initprog.NETNS, 0):
-                        _raise_record(spec.name, program, record,
-                                      "the init exited during setup")
             if meanwhile is not None:
                 meanwhile(pid)
             if program is not None:
