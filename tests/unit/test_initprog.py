@@ -42,26 +42,26 @@ def test_a_tree_the_container_controls_is_read_without_following_its_links(
 
 
 class _Join:
-    tasks = [7, 8]
+    tasks = (7, 8)
     v2_dir = 9
     v2_procs = 10
 
 
 class _Staged:
-    trees = [("l0", 11), ("c", 12)]
+    trees = (("l0", 11), ("c", 12))
     bind = False
 
 
 def _spec(**kw: object) -> object:
     from corral.runtime.spec import InitSpec, RootfsSpec
 
-    base = dict(name="c1", hostname="c1", argv=("sh", "-c", "true"),
-                rootfs=RootfsSpec(mountpoint="/m", lower=("/t",), upper="/nonexistent/u",
-                                  work="/nonexistent/w", volatile=True),
-                cgroup_procs=("/sys/fs/cgroup/unified/g/payload/cgroup.procs",),
-                userns=(1000000000, 1000000000, 65536), seccomp=b"\0" * 8,
-                files={"/etc/hostname": (b"c1\n", 0o644)}, late_files=("/etc/hosts",),
-                netns_wired=True)
+    base = {"name": "c1", "hostname": "c1", "argv": ("sh", "-c", "true"),
+            "rootfs": RootfsSpec(mountpoint="/m", lower=("/t",), upper="/nonexistent/u",
+                                 work="/nonexistent/w", volatile=True),
+            "cgroup_procs": ("/sys/fs/cgroup/unified/g/payload/cgroup.procs",),
+            "userns": (1000000000, 1000000000, 65536), "seccomp": b"\0" * 8,
+            "files": {"/etc/hostname": (b"c1\n", 0o644)}, "late_files": ("/etc/hosts",),
+            "netns_wired": True}
     base.update(kw)
     return InitSpec(**base)  # type: ignore[arg-type]
 
