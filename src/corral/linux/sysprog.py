@@ -272,14 +272,22 @@ def start(program: Program, report_fd: int, flags: int = 0, cgroup_fd: int = -1)
     return Child(pid, program, stack, args)
 
 
-def read_record(fd: int) -> tuple[int, int] | None:
-    """One report record (op index, errno), or None at EOF (the child exec'd or died)."""
+def read_exact(fd: int, n: int) -> bytes | None:
+    """``n`` bytes from a pipe, or None at EOF."""
     buf = b""
-    while len(buf) < RECORD:
-        chunk = os.read(fd, RECORD - len(buf))
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
         if not chunk:
             return None
         buf += chunk
+    return buf
+
+
+def read_record(fd: int) -> tuple[int, int] | None:
+    """One report record (op index, errno), or None at EOF (the child exec'd or died)."""
+    buf = read_exact(fd, RECORD)
+    if buf is None:
+        return None
     index, err = struct.unpack("<QQ", buf)
     return index, err
 

@@ -233,13 +233,8 @@ class Init:
             self._mount(spec.bind, target, None, m.MS_BIND | m.MS_REC)
             return target
         assert spec.upper is not None and spec.work is not None
-        opts = rootfs._overlay_options(spec.lower, spec.upper, spec.work)
-        base = None
-        if len(opts) >= 3800:  # as rootfs.mount_root: one page of mount data
-            base = os.path.commonpath([*spec.lower, spec.upper, spec.work])
-            opts = rootfs._overlay_options([os.path.relpath(x, base) for x in spec.lower],
-                                           os.path.relpath(spec.upper, base),
-                                           os.path.relpath(spec.work, base))
+        opts, base = rootfs.overlay_data(spec.lower, spec.upper, spec.work)
+        if base is not None:
             self.call(NR["chdir"], self.program.string(base), what="rootfs: chdir")
         if spec.volatile and _volatile_known():
             opts += ",volatile"

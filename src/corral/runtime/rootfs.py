@@ -188,14 +188,7 @@ def mount_root(spec: RootfsSpec) -> str:
         # mounted before the device cgroup was joined (spawn._private_mounts).
         upper, work = f"{spec.disk_mount}/upper", f"{spec.disk_mount}/work"
     assert upper is not None and work is not None
-    opts = _overlay_options(spec.lower, upper, work)
-    base = None
-    if len(opts) >= 3800:
-        # Mount data is one page: with many layers, name them relative to
-        # their common parent (as Docker's overlay2 does with its l/ links).
-        base = os.path.commonpath([*spec.lower, upper, work])
-        opts = _overlay_options([os.path.relpath(p, base) for p in spec.lower],
-                                os.path.relpath(upper, base), os.path.relpath(work, base))
+    opts, base = overlay_data(spec.lower, upper, work)
     if base is not None:
         os.chdir(base)
     try:
@@ -216,6 +209,21 @@ def mount_root(spec: RootfsSpec) -> str:
         if base is not None:
             os.chdir("/")
     return target
+
+
+def overlay_data(lower: tuple[str, ...], upper: str, work: str) -> tuple[str, str | None]:
+    """The overlay's mount options, and the directory to mount from (None: any).
+
+    Mount data is one page: with many layers, they are named relative to
+    their common parent (as Docker's overlay2 does with its l/ links), and
+    the mount is made from there.
+    """
+    opts = _overlay_options(lower, upper, work)
+    if len(opts) < 3800:
+        return opts, None
+    base = os.path.commonpath([*lower, upper, work])
+    return _overlay_options([os.path.relpath(p, base) for p in lower],
+                            os.path.relpath(upper, base), os.path.relpath(work, base)), base
 
 
 def _overlay_options(lower: Iterable[str], upper: str, work: str) -> str:

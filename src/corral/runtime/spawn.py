@@ -73,21 +73,11 @@ def send(fd: int, obj: object) -> None:
 
 def recv(fd: int) -> object | None:
     """One message, or None at EOF."""
-    head = _read_exact(fd, _LEN.size)
+    head = sysprog.read_exact(fd, _LEN.size)
     if head is None:
         return None
-    body = _read_exact(fd, _LEN.unpack(head)[0])
+    body = sysprog.read_exact(fd, _LEN.unpack(head)[0])
     return None if body is None else marshal.loads(body)
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = b""
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
 
 
 def _fail(report_w: int, where: str, exc: BaseException) -> None:
