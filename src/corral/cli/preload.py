@@ -36,7 +36,7 @@ RUN = (
     "linux/mount", "runtime/spec", "runtime/rootfs", "linux/sysprog", "runtime/initprog",
     "runtime/spawn", "cgroups/base",
     "cgroups/__init__", "cgroups/fs", "cgroups/mounts", "runtime/filters",
-    "runtime/sysinfo_client", "linux/devices", "linux/clone", "runtime/cgjoin",
+    "runtime/sysinfo_client", "linux/devices", "runtime/cgjoin",
 )
 # What a networked `run` adds (its address lease and veth).
 NETWORK = ("network/__init__", "network/ipam", "network/netlink", "network/rtnl")

@@ -23,8 +23,10 @@ import os
 
 from corral.linux import ffi
 from corral.linux._libc import SYSCALL_NR
+from corral.linux.ns import CLONE3_UNSUPPORTED
 
 CLONE_INTO_CGROUP = 0x200000000
+UNSUPPORTED = CLONE3_UNSUPPORTED  # errnos of a clone3 that cannot: fall back
 _SIGCHLD = 17
 
 
@@ -38,9 +40,6 @@ _pylibc = ffi.PyDLL(None, use_errno=True)
 _pylibc.syscall.restype = ffi.c_long
 _api = ffi.pythonapi
 
-# Kernels or seccomp profiles without clone3 (or without CLONE_INTO_CGROUP):
-# the caller falls back to fork + cgroup.procs.
-UNSUPPORTED = (38, 22, 7)  # ENOSYS, EINVAL, E2BIG
 
 
 def fork_into_cgroup(cgroup_dir_fd: int) -> int:

@@ -26,6 +26,10 @@ NS_FILES = {
     CLONE_NEWNS: "mnt",
 }
 
+# Kernels or seccomp profiles without clone3 (or without CLONE_INTO_CGROUP):
+# the caller falls back to fork + cgroup.procs (linux.clone, linux.sysprog).
+CLONE3_UNSUPPORTED = (38, 22, 7)  # ENOSYS, EINVAL, E2BIG
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24

@@ -246,7 +246,6 @@ def _close(*fds: int) -> None:
 def _spawn_direct(spec: InitSpec, console: str | None,
                   meanwhile: Callable[[int], object] | None) -> Spawned | None:
     """#1-#2 with the init as the caller's child; None where clone3 cannot."""
-    from corral.linux import clone
     from corral.runtime.cgjoin import CgroupJoin
 
     staged = None
@@ -279,7 +278,7 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                 pid = join.clone(flags)
         except OSError as exc:
             _close(report_r, report_w, go_r, go_w, log_fd)
-            if exc.errno in clone.UNSUPPORTED:
+            if exc.errno in ns.CLONE3_UNSUPPORTED:
                 return None
             raise
         except BaseException:
