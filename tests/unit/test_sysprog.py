@@ -170,3 +170,9 @@ def test_large_data_and_many_ops(tmp_path: Path) -> None:
     p.call(231, 0, what="exit")
     assert _run(p) == ([], 0)
     assert (tmp_path / "big").read_bytes() == big
+
+
+def test_a_string_with_a_null_byte_is_refused_as_os_refuses_it() -> None:
+    p = sp.Program()
+    with pytest.raises(ValueError, match="null byte"):
+        p.string("/etc/host\0name")

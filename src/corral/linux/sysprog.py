@@ -131,6 +131,8 @@ class Program:
         addr = self._strings.get(text)
         if addr is None:
             raw = text.encode() if type(text) is str else text  # type: ignore[union-attr]
+            if b"\0" in raw:  # type: ignore[operator]
+                raise ValueError(f"embedded null byte in {text!r}")  # as os.* says
             addr = self._strings[text] = self.blob(raw + b"\0")  # type: ignore[operator]
         return addr
 
