@@ -20,10 +20,11 @@ reserve: ``Init.late`` fills them in before the caller says go.
 
 from __future__ import annotations
 
+import _signal as signal
 import errno
 import os
 
-from corral.linux import caps, ffi, ns
+from corral.linux import caps, ffi, fs, ns
 from corral.linux import mount as m
 from corral.linux import sysprog as sp
 from corral.runtime import rootfs
@@ -65,8 +66,13 @@ def _filtered() -> bool:
 
 
 def _volatile_known() -> bool:
-    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    return (major, minor) >= (5, 10)
+    """The kernel knows overlayfs' ``volatile`` (5.10; the Python init tries it and
+    retries without on EINVAL, which a program cannot)."""
+    try:
+        major, minor = os.uname().release.split(".")[:2]
+        return (int(major), int(minor.split("-")[0])) >= (5, 10)
+    except ValueError:
+        return False  # an unknown form of version: the safe side
 
 
 class Init:
@@ -134,9 +140,11 @@ class Init:
             if cap not in keep:
                 c(NR["prctl"], ns.PR_CAPBSET_DROP, cap, what="capabilities")
         default = p.struct(0, 0, 0, 0)  # struct sigaction: SIG_DFL, no flags
-        for sig in (13, 25, 2, 15):  # Python ignores SIGPIPE, SIGXFSZ; ours catch INT, TERM
+        # Python ignores SIGPIPE and SIGXFSZ (ignored signals survive exec); ours catch
+        # INT and TERM.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
             c(NR["rt_sigaction"], sig, default, 0, 8, what="signals")
-        c(NR["rt_sigprocmask"], 2, p.slot(), 0, 8, what="signals")  # SIG_SETMASK, empty
+        c(NR["rt_sigprocmask"], signal.SIG_SETMASK, p.slot(), 0, 8, what="signals")  # none
         self._exec(spec)
 
     # -- pieces ------------------------------------------------------------------------------
@@ -429,8 +437,6 @@ def _changed(files: dict[str, tuple[bytes, int]], tree: str | None
     """
     if tree is None or not files:
         return files
-    from corral.linux import fs
-
     try:
         top = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -438,16 +444,16 @@ def _changed(files: dict[str, tuple[bytes, int]], tree: str | None
     out = {}
     try:
         for path, (content, mode) in files.items():
-            if not _holds(fs, top, path.lstrip("/"), content, mode):
+            if not _holds(top, path.lstrip("/"), content, mode):
                 out[path] = (content, mode)
     finally:
         os.close(top)
     return out
 
 
-def _holds(fs: object, top: int, rel: str, content: bytes, mode: int) -> bool:
+def _holds(top: int, rel: str, content: bytes, mode: int) -> bool:
     try:
-        fd = fs.open_beneath(top, rel, O_PATH | O_NOFOLLOW | os.O_CLOEXEC)  # type: ignore[attr-defined]
+        fd = fs.open_beneath(top, rel, O_PATH | O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
     try:
