@@ -11,9 +11,9 @@ filter denies bpf(2).
 
 from __future__ import annotations
 
+import _struct as struct  # struct.py is only `from _struct import *`
 import errno
 import os
-import struct
 
 from corral.linux import ffi
 from corral.linux._libc import libc

@@ -35,8 +35,8 @@ compares, and runs programs through it.
 
 from __future__ import annotations
 
+import _struct as struct  # struct.py is only `from _struct import *`
 import os
-import struct
 
 from corral.linux import ffi
 

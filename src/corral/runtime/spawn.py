@@ -40,9 +40,9 @@ from __future__ import annotations
 # _signal is signal without its IntEnum wrappers: the enum module alone costs
 # milliseconds on every exec, and plain numbers serve here.
 import _signal as signal
+import _struct as struct  # struct.py is only `from _struct import *`
 import marshal
 import os
-import struct
 
 from corral.errors import KernelError
 

@@ -7,7 +7,6 @@ all that a container's start and ``corral exec`` import.
 
 from __future__ import annotations
 
-import _socket
 import os
 import sys
 import time
@@ -37,17 +36,17 @@ def connect(cgroup_root: str, group: str) -> int:
     without interception, as before.
     """
     try:
-        sock = _connect()
-        if sock is None:
-            sock = _start_and_connect()
-        if sock is None:
+        fd = _connect()
+        if fd < 0:
+            fd = _start_and_connect()
+        if fd < 0:
             return -1
         try:
-            sock.send(b"\n".join((HELLO, cgroup_root.encode(), group.encode())))
+            os.write(fd, b"\n".join((HELLO, cgroup_root.encode(), group.encode())))
         except OSError:
-            sock.close()
+            os.close(fd)
             return -1
-        return int(sock.detach())
+        return fd
     except OSError:
         return -1
 
@@ -55,30 +54,22 @@ def connect(cgroup_root: str, group: str) -> int:
 def ensure() -> bool:
     """Start the agent if none runs; whether one runs now."""
     try:
-        sock = _connect() or _start_and_connect()
+        fd = _connect()
+        if fd < 0:
+            fd = _start_and_connect()
     except OSError:
         return False
-    if sock is None:
+    if fd < 0:
         return False
-    sock.close()
+    os.close(fd)
     return True
 
 
 def alive(sock_fd: int) -> bool:
     """Whether the agent still holds the other end of ``sock_fd`` (which stays open)."""
-    try:
-        sock = _socket.socket(fileno=sock_fd)
-    except OSError:
-        return False
-    try:
-        sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
-        return False  # EOF (the agent went away) or a message it never sends
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.detach()
+    from corral.linux import unixsock
+
+    return unixsock.peer_holds(sock_fd)  # EOF: the agent went away
 
 
 def install(program: bytes, notified: bytes, sock_fd: int) -> None:
@@ -94,6 +85,8 @@ def install(program: bytes, notified: bytes, sock_fd: int) -> None:
     installs ``program`` instead: the process never goes on without its filter,
     and an error installing ``program`` is raised.  ``sock_fd`` is closed.
     """
+    import _socket  # built in: found after the root has changed, too
+
     try:
         sock = _socket.socket(fileno=sock_fd)
     except OSError:
@@ -128,41 +121,37 @@ def install(program: bytes, notified: bytes, sock_fd: int) -> None:
         sock.close()
 
 
-def _connect() -> Any:
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
-    try:
-        sock.connect(SOCKET)
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        return None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+def _connect() -> int:
+    """A connection to the agent (close-on-exec); -1 when none listens."""
+    from corral.linux import unixsock
+
+    return unixsock.connect_seqpacket(SOCKET)
 
 
-def _start_and_connect() -> Any:
+def _start_and_connect() -> int:
     from corral.linux import seccomp_notify
 
     if not seccomp_notify.supported():
-        return None
+        return -1
     import fcntl
 
     os.makedirs(RUN, 0o755, exist_ok=True)
     lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        sock = _connect()  # started by another start while we waited
-        if sock is None:
+        fd = _connect()  # started by another start while we waited
+        if fd < 0:
             _start()
-            sock = _connect()
-        return sock
+            fd = _connect()
+        return fd
     finally:
         os.close(lock)
 
 
 def _listening_socket() -> Any:
     """The agent's socket, bound afresh (a stale one of a dead agent is replaced), 0600."""
+    import _socket
+
     try:
         os.unlink(SOCKET)
     except FileNotFoundError:
@@ -207,10 +196,13 @@ def _start() -> None:
 
 def status() -> dict[str, int] | None:
     """The running agent's counters, or None if none answers."""
+    import _socket
+
     try:
-        sock = _connect()
-        if sock is None:
+        fd = _connect()
+        if fd < 0:
             return None
+        sock = _socket.socket(fileno=fd)
         try:
             sock.settimeout(2.0)
             sock.send(STATUS)
