@@ -72,14 +72,17 @@ def test_the_program_reads_as_the_python_init_does() -> None:
     first = list(init.program.what)
     assert first == ["setup: close", "setup: close", "joining its cgroups",
                      "joining its cgroups", "namespaces: unshare", "waiting for its id map"]
-    init.finish(spec, None, -1, _Staged, sysinfo_alive=False)  # type: ignore[arg-type]
+    parts = init.finish(spec, None, -1, _Staged, sysinfo_alive=False)  # type: ignore[arg-type]
+    written = [len(init.program.what) for _ in parts]  # the program's length at each part
     what = init.program.what
+    # each part but the last ends in a wait for the host's byte
+    assert [what[n - 1] for n in written[:-1]] == ["waiting for the host"] * 3
+    assert written[-1] == len(what)
     order = [what.index(w) for w in (
         "namespaces: setresuid", "namespaces: mount(/)", "hostname",
         "rootfs: mount(/run/corral/stage/root)", "rootfs: mount(/run/corral/stage/root/proc)",
         "rootfs: pivot_root", "writing guest files: rename(/etc/hostname)", "seccomp",
-        "reporting ready", "waiting for the host", "closing host files", "capabilities",
-        "signals")]
+        "reporting ready", "closing host files", "capabilities", "signals")]
     assert order == sorted(order)
     assert what[-2:] == ["exec sh: not found in the container's PATH", "exec"]
     assert "loopback: up" not in what  # wired by the host (netns_wired)
@@ -93,7 +96,8 @@ def test_a_late_file_too_large_or_unknown_is_an_error_not_a_traceback() -> None:
 
     spec = _spec()
     init = initprog.Init(spec, 20, 21, _Join, (22, 23))  # type: ignore[arg-type]
-    init.finish(spec, None, -1, _Staged, sysinfo_alive=False)  # type: ignore[arg-type]
+    for _ in init.finish(spec, None, -1, _Staged, sysinfo_alive=False):  # type: ignore[arg-type]
+        pass
     init.late({"/etc/hosts": (b"127.0.0.1 localhost\n", 0o644)})
     assert "writing network files: rename(/etc/hosts)" in init.program.what
     for files in ({"/etc/other": (b"x", 0o644)}, {"/etc/hosts": (b"x" * 20000, 0o644)}):

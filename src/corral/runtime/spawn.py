@@ -17,8 +17,8 @@ Processes and the handshake between them (numbers match the comments)::
 On x86-64 the init runs no Python: ``runtime.initprog`` writes #1-#5 down
 as a system-call program, which a child cloned with CLONE_VM runs
 (``linux.sysprog``); its handshake is the same with one-byte messages and
-fixed-size records, and the program is written in two parts, the second
-while the init joins its cgroups and namespaces.  The Python init below
+fixed-size records, and the program is written part by part while the
+init runs the part before.  The Python init below
 serves consoles, disk images, nested seccomp and other machines.
 
 The init is the caller's own child: there is no process in between, and
@@ -292,8 +292,10 @@ def _spawn_direct(spec: InitSpec, console: str | None,
         join.close()
         join = None
         try:
+            parts = None
             if program is not None:
-                program.finish(spec, console, log_fd, staged, _sysinfo_alive(spec))
+                parts = program.finish(spec, console, log_fd, staged, _sysinfo_alive(spec))
+                next(parts)  # its first part: the rest while it runs that
             if staged is not None:
                 try:
                     _map_ids(pid, spec.userns, staged)  # #1b
@@ -310,8 +312,14 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                 staged = None
                 if program is None:
                     send(go_w, ("mapped",))
-            if program is not None:
-                os.write(go_w, b"m")  # its program is written (and its ids mapped)
+            if parts is not None:
+                try:
+                    os.write(go_w, b"m")  # its first part is written (and its ids mapped)
+                    for _ in parts:
+                        os.write(go_w, b".")  # and each next one
+                except BrokenPipeError:  # it failed (and said why) or died
+                    _raise_record(spec.name, program, sysprog.read_record(report_r),
+                                  "the init exited during setup")
                 if spec.userns:
                     # Only the container's own processes use the delegation, after
                     # its exec (the init joins through fds opened here): done
