@@ -114,9 +114,7 @@ def _set_disk(host: Host, name: str, cfg: Any, old: int, new: int, running: bool
         if running:
             disk.grow_live(image, new)  # checks that the kernel will let us, first
         else:
-            with open(image, "r+b") as f:
-                f.truncate(new)
-            disk._run(["resize2fs", image], "cannot grow the disk image")
+            disk.grow_offline(image, new)
     elif new < old:
         if running:
             raise InvalidStateError(f"container '{name}' is running; a disk shrinks only when "

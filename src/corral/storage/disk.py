@@ -367,12 +367,26 @@ def _in_private_mount(loop: str, kind: str, work: Callable[[str], None]) -> tupl
     return int(code), message
 
 
-def shrink_offline(image: str, size: int) -> None:
-    """Shrink a stopped container's ext4 image, refusing when its data would not fit."""
-    used = usage(image, None)
+def _check_ext4(image: str) -> None:
+    """e2fsck -f: resize2fs refuses an image mounted since its last check (as every
+    container's is once it ran), and a resize wants a clean filesystem anyway."""
     p = subprocess.run(["e2fsck", "-f", "-y", image], capture_output=True, text=True)
     if p.returncode not in (0, 1):  # 1: errors found and corrected
         raise CommandError(f"cannot check the disk image: e2fsck exited {p.returncode}")
+
+
+def grow_offline(image: str, size: int) -> None:
+    """Grow a stopped container's ext4 image to ``size`` bytes."""
+    with open(image, "r+b") as f:
+        f.truncate(size)
+    _check_ext4(image)
+    _run(["resize2fs", image], "cannot grow the disk image")
+
+
+def shrink_offline(image: str, size: int) -> None:
+    """Shrink a stopped container's ext4 image, refusing when its data would not fit."""
+    used = usage(image, None)
+    _check_ext4(image)
     p = subprocess.run(["resize2fs", image, f"{size // 1024}K"], capture_output=True, text=True)
     if p.returncode != 0:
         raise ValidationError(f"the container's files do not fit in {size} bytes "
