@@ -172,7 +172,7 @@ def _remove(host: Host, name: str, state: RuntimeState, lock: Any,
     if cfg.has_own_network and os.path.isdir(host.net_dir):
         from corral import network
 
-        network.release(host.net, name)
+        network.release(host.net, name, durable=not cfg.ephemeral)
     if cfg.idmap:
         from corral.host import idmaps
 
@@ -341,7 +341,9 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
                 from corral import network
 
                 undo.add(lambda: network.detach(host.net, cfg.name, state.net))
-                state.net = network.attach(host.net, cfg.name, pid, cfg.network)
+                # An ephemeral container's lease is not synced (nor its records).
+                state.net = network.attach(host.net, cfg.name, pid, cfg.network,
+                                           durable=not cfg.ephemeral)
                 for path, content in network.guest_files(state.net,
                                                          cfg.effective_hostname).items():
                     net_files[path] = (content, 0o644)
@@ -583,7 +585,7 @@ def run(host: Host, cfg: ContainerConfig, *, remove: bool) -> int:
                 if cfg.has_own_network and os.path.isdir(host.net_dir):
                     from corral import network
 
-                    network.release(host.net, cfg.name)  # the address it was given
+                    network.release(host.net, cfg.name, durable=not remove)  # its address
                 if cfg.idmap:
                     from corral.host import idmaps
 

@@ -371,9 +371,11 @@ def allocate(ctx: NetContext, container: str, spec: dict[str, Any]) -> dict[str,
     return _allocate(ctx, container, spec)[0]
 
 
-def _allocate(ctx: NetContext, container: str, spec: dict[str, Any]
+def _allocate(ctx: NetContext, container: str, spec: dict[str, Any], *, durable: bool = True
               ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """``allocate``, also returning each network's record as read."""
+    """``allocate``, also returning each network's record as read.  ``durable``: the
+    lease is synced to disk (an ephemeral container's need not outlive a power cut:
+    neither does the container, and ``doctor`` releases a lease of no container)."""
     from corral.network import ipam
 
     if spec.get("mode", "none") == "none":
@@ -393,13 +395,14 @@ def _allocate(ctx: NetContext, container: str, spec: dict[str, Any]
                     wanted = spec["ip"] if i == 0 and spec["ip"] != "auto" else None
                     mine = ipam.allocate(rec["subnet"], used, wanted)
                     rec["leases"][container] = mine
-                    leases.save(rec)
+                    leases.save(rec, durable=durable)
         out[network] = mine
         recs[network] = rec
     return out, recs
 
 
-def release(ctx: NetContext, container: str) -> None:
+def release(ctx: NetContext, container: str, *, durable: bool = True) -> None:
+    """Give back ``container``'s leases and forwards (``durable``: see ``_allocate``)."""
     from corral.network import ipam
 
     for rec in _records(ctx):
@@ -410,16 +413,18 @@ def release(ctx: NetContext, container: str) -> None:
                 rec["leases"].pop(container, None)
                 rec.get("forwards", {}).pop(container, None)
                 rec.get("isolated", {}).pop(container, None)
-                leases.save(rec)
+                leases.save(rec, durable=durable)
 
 
-def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """Wire the network namespace of ``pid``; the NetState to keep for ``detach``."""
+def attach(ctx: NetContext, container: str, pid: int, spec: dict[str, Any], *,
+           durable: bool = True) -> dict[str, Any]:
+    """Wire the network namespace of ``pid``; the NetState to keep for ``detach``.
+    ``durable``: a new lease is synced to disk (see ``_allocate``)."""
     from corral.network import ipam, netlink
 
     if spec.get("mode", "none") == "none":
         return {}
-    addrs, recs = _allocate(ctx, container, spec)
+    addrs, recs = _allocate(ctx, container, spec, durable=durable)
     state: dict[str, Any] = {"interfaces": [], "nameservers": spec.get("nameservers") or
                              host_nameservers(), "searchdomains": spec.get("searchdomains", [])}
     try:

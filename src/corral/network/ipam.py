@@ -114,5 +114,5 @@ class Leases:
         except FileNotFoundError:
             return {}
 
-    def save(self, record: dict[str, Any]) -> None:
-        store.write_json(self.path, record)
+    def save(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        store.write_json(self.path, record, durable=durable)
