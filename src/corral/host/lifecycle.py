@@ -296,7 +296,7 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
     ``spawn.spawn``).
     """
     from corral.linux import proc
-    from corral.runtime import lxcfs, spawn
+    from corral.runtime import spawn
 
     cg = host.cgroup(cfg.name)
     limits = cfg.limits
@@ -332,11 +332,9 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
 
         def early(pid: int) -> None:
             # While the init builds its root: all that needs only its PID (its
-            # network namespace exists from the start, see spawn).
-            lxcfs.refresh(spec.binds)  # before the init's binds reach them
+            # network namespace exists from the start, see spawn).  The network
+            # first: wiring it takes longer than the init's root.
             state.pid, state.pid_start, state.started = pid, proc.start_time(pid), time.time()
-            if meanwhile is not None:
-                meanwhile()
             if networked:
                 from corral import network
 
@@ -347,6 +345,8 @@ def _launch(host: Host, cfg: ContainerConfig, *, foreground: bool = False,
                 for path, content in network.guest_files(state.net,
                                                          cfg.effective_hostname).items():
                     net_files[path] = (content, 0o644)
+            if meanwhile is not None:
+                meanwhile()
             # Recorded once, in full: should we die before "go", the init sees its
             # pipe close and exits (its namespace takes the veth with it), and the
             # record then reads as stopped; doctor removes the cgroups.

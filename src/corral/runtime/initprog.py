@@ -27,7 +27,7 @@ import os
 from corral.linux import caps, ffi, fs, ns
 from corral.linux import mount as m
 from corral.linux import sysprog as sp
-from corral.runtime import rootfs
+from corral.runtime import lxcfs, rootfs
 from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec
 
 TYPE_CHECKING = False
@@ -134,6 +134,7 @@ class Init:
         root = self._root_first(spec, console, root_spec)
         self._wait(self.go_r, "waiting for the host")
         yield
+        lxcfs.refresh(spec.binds)  # while it runs the part before; its binds are next
         self._root_rest(spec, root)
         self._wait(self.go_r, "waiting for the host")
         yield

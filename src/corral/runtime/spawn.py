@@ -52,7 +52,7 @@ from corral.errors import KernelError
 from corral.linux import caps, ns, sysprog
 from corral.linux import filter as seccomp
 from corral.linux import mount as m
-from corral.runtime import initprog, rootfs
+from corral.runtime import initprog, lxcfs, rootfs
 from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec, close_fds_except, execvpe
 
 TYPE_CHECKING = False
@@ -292,6 +292,8 @@ def _spawn_direct(spec: InitSpec, console: str | None,
         join.close()
         join = None
         try:
+            if program is None:
+                lxcfs.refresh(spec.binds)  # while the init is busy: its binds come later
             parts = None
             if program is not None:
                 parts = program.finish(spec, console, log_fd, staged, _sysinfo_alive(spec))
@@ -320,14 +322,14 @@ def _spawn_direct(spec: InitSpec, console: str | None,
                 except BrokenPipeError:  # it failed (and said why) or died
                     _raise_record(spec.name, program, sysprog.read_record(report_r),
                                   "the init exited during setup")
-                if spec.userns:
-                    # Only the container's own processes use the delegation, after
-                    # its exec (the init joins through fds opened here): done
-                    # while it builds its root.
-                    _delegate_cgroups(spec)
             if meanwhile is not None:
                 meanwhile(pid)
             if program is not None:
+                if spec.userns:
+                    # Only the container's own processes use the delegation, after
+                    # its exec (the init joins through fds opened here): done
+                    # while it builds its root, after the caller's wiring.
+                    _delegate_cgroups(spec)
                 record = sysprog.read_record(report_r)
                 if record != (sysprog.READY, 0):
                     _raise_record(spec.name, program, record, "the init exited during setup")
@@ -440,6 +442,7 @@ def _spawn_forked(spec: InitSpec, console: str | None,
                 _raise_report(spec.name, ("error", "the init exited during setup", None))
             elif isinstance(msg, tuple) and msg[0] == "pid":
                 init_pid = int(msg[1])
+                lxcfs.refresh(spec.binds)  # while the init is busy: its binds come later
                 if meanwhile is not None:
                     meanwhile(init_pid)
             elif msg == ("ready",):
