@@ -107,3 +107,14 @@ def test_a_late_file_too_large_or_unknown_is_an_error_not_a_traceback() -> None:
             assert "no room" in exc.message
         else:
             raise AssertionError("accepted")
+
+
+def test_kernel_versions_are_read_safely(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    class U:
+        def __init__(self, release: str) -> None:
+            self.release = release
+
+    for release, old_enough in (("6.18.44-fc-v669", True), ("5.9.0", True), ("5.10-rc1", True),
+                                ("5.8.18", False), ("4.19.0-26-amd64", False), ("7", False)):
+        monkeypatch.setattr(initprog.os, "uname", lambda r=release: U(r))
+        assert initprog._kernel_at_least(5, 9) is old_enough, release

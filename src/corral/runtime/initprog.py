@@ -58,7 +58,8 @@ def supported(spec: InitSpec) -> bool:
     nothing needs the Python init (a console pty made inside, a disk image
     mounted first, or a seccomp filter of our own process's to stack on:
     a nested Corral, where the kernel may refuse a second listener)."""
-    return (sp.available() and spec.console_socket < 0 and spec.rootfs.disk is None
+    return (sp.available() and _kernel_at_least(5, 9)  # close_range(2)
+            and spec.console_socket < 0 and spec.rootfs.disk is None
             and not (spec.seccomp and _filtered()))
 
 
@@ -67,14 +68,19 @@ def _filtered() -> bool:
     return ns.prctl(21) == 2
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    """This kernel's release is ``major.minor`` or later (an unreadable one: no)."""
+    try:
+        have_major, have_minor = os.uname().release.split(".")[:2]
+        return (int(have_major), int(have_minor.split("-")[0])) >= (major, minor)
+    except ValueError:
+        return False
+
+
 def _volatile_known() -> bool:
     """The kernel knows overlayfs' ``volatile`` (5.10; the Python init tries it and
     retries without on EINVAL, which a program cannot)."""
-    try:
-        major, minor = os.uname().release.split(".")[:2]
-        return (int(major), int(minor.split("-")[0])) >= (5, 10)
-    except ValueError:
-        return False  # an unknown form of version: the safe side
+    return _kernel_at_least(5, 10)
 
 
 class Init:
