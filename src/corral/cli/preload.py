@@ -36,7 +36,7 @@ RUN = (
     "linux/mount", "runtime/spec", "runtime/rootfs", "linux/sysprog", "runtime/initprog",
     "runtime/spawn", "cgroups/base",
     "cgroups/__init__", "cgroups/fs", "cgroups/mounts", "runtime/filters",
-    "runtime/sysinfo_client", "linux/unixsock", "linux/devices", "runtime/cgjoin",
+    "linux/unixsock", "runtime/sysinfo_client", "linux/devices", "runtime/cgjoin",
 )
 # What a networked `run` adds (its address lease and veth).
 NETWORK = ("network/__init__", "network/ipam", "network/netlink", "network/rtnl")
@@ -44,8 +44,8 @@ EXEC = (
     "errors", "cli/hot", "store", "model", "paths", "host/__init__", "runtime/__init__",
     "runtime/spec", "revert", "host/lifecycle", "linux/__init__", "linux/ffi", "linux/_libc",
     "linux/ns", "linux/proc", "runtime/exec", "cgroups/base", "cgroups/__init__", "cgroups/fs",
-    "runtime/cgjoin", "linux/caps", "runtime/filters", "linux/filter", "runtime/sysinfo_client",
-    "linux/unixsock", "linux/clone",
+    "runtime/cgjoin", "linux/caps", "runtime/filters", "linux/filter", "linux/unixsock",
+    "runtime/sysinfo_client", "linux/clone",
 )
 
 

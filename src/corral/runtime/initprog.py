@@ -64,8 +64,8 @@ def supported(spec: InitSpec) -> bool:
 
 
 def _filtered() -> bool:
-    """This process runs under a seccomp filter already (PR_GET_SECCOMP: 2)."""
-    return ns.prctl(21) == 2
+    """This process runs under a seccomp filter already (mode 2: filter)."""
+    return ns.prctl(ns.PR_GET_SECCOMP) == 2
 
 
 def _kernel_at_least(major: int, minor: int) -> bool:

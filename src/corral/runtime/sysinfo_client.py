@@ -14,6 +14,7 @@ import time
 # At the top, not where it is used: install runs after the container's
 # root has replaced the host's, where no module can be found any more.
 from corral.linux import filter as seccomp
+from corral.linux import unixsock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,10 +67,9 @@ def ensure() -> bool:
 
 
 def alive(sock_fd: int) -> bool:
-    """Whether the agent still holds the other end of ``sock_fd`` (which stays open)."""
-    from corral.linux import unixsock
-
-    return unixsock.peer_holds(sock_fd)  # EOF: the agent went away
+    """Whether the agent still holds the other end of ``sock_fd`` (which stays open):
+    not at EOF (it went away), nor with a message waiting (it never sends one)."""
+    return unixsock.peer_holds(sock_fd)
 
 
 def install(program: bytes, notified: bytes, sock_fd: int) -> None:
@@ -94,15 +94,8 @@ def install(program: bytes, notified: bytes, sock_fd: int) -> None:
         seccomp.install(program)
         return
     try:
-        try:
-            sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT)
-            alive = False  # EOF (the agent went away) or a message it never sends
-        except BlockingIOError:
-            alive = True
-        except OSError:
-            alive = False
         listener = -1
-        if alive:
+        if alive(sock_fd):
             try:
                 listener = seccomp.install(notified, listener=True)
             except (OSError, ValueError):
@@ -123,8 +116,6 @@ def install(program: bytes, notified: bytes, sock_fd: int) -> None:
 
 def _connect() -> int:
     """A connection to the agent (close-on-exec); -1 when none listens."""
-    from corral.linux import unixsock
-
     return unixsock.connect_seqpacket(SOCKET)
 
 
