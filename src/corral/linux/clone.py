@@ -23,11 +23,9 @@ import os
 
 from corral.linux import ffi
 from corral.linux._libc import SYSCALL_NR
-from corral.linux.ns import CLONE3_UNSUPPORTED
+from corral.linux.ns import CLONE3_UNSUPPORTED, CLONE_INTO_CGROUP, SIGCHLD
 
-CLONE_INTO_CGROUP = 0x200000000
 UNSUPPORTED = CLONE3_UNSUPPORTED  # errnos of a clone3 that cannot: fall back
-_SIGCHLD = 17
 
 
 class _CloneArgs(ffi.Structure):
@@ -52,7 +50,7 @@ def clone(flags: int, cgroup_dir_fd: int = -1) -> int:
     starting in the cgroup2 directory of ``cgroup_dir_fd`` unless it is -1."""
     if cgroup_dir_fd >= 0:
         flags |= CLONE_INTO_CGROUP
-    args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD, cgroup=max(cgroup_dir_fd, 0))
+    args = _CloneArgs(flags=flags, exit_signal=SIGCHLD, cgroup=max(cgroup_dir_fd, 0))
     _api.PyOS_BeforeFork()
     pid = _pylibc.syscall(ffi.c_long(SYSCALL_NR["clone3"]), ffi.byref(args),
                           ffi.c_size_t(ffi.sizeof(args)))

@@ -26,6 +26,10 @@ NS_FILES = {
     CLONE_NEWNS: "mnt",
 }
 
+CLONE_VM = 0x00000100
+CLONE_INTO_CGROUP = 0x200000000  # clone3 only
+SIGCHLD = 17  # a clone's exit signal, as fork's
+
 # Kernels or seccomp profiles without clone3 (or without CLONE_INTO_CGROUP):
 # the caller falls back to fork + cgroup.procs (linux.clone, linux.sysprog).
 CLONE3_UNSUPPORTED = (38, 22, 7)  # ENOSYS, EINVAL, E2BIG
@@ -60,8 +64,6 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return call("prctl", libc.prctl, option, arg2, arg3, arg4, arg5)
 
 
-_CLONE_VM = 0x00000100
-_SIGCHLD = 17
 _HOLDER_STACK = 16384
 
 libc.clone.restype = ffi.c_int
@@ -89,7 +91,7 @@ def make_userns(uid_base: int, gid_base: int, size: int, inside: int = 0) -> int
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         pid = call("clone", libc.clone, ffi.cast(libc.pause, ffi.c_void_p), top,
-                   _CLONE_VM | CLONE_NEWUSER | _SIGCHLD, None)
+                   CLONE_VM | CLONE_NEWUSER | SIGCHLD, None)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     try:

@@ -39,6 +39,7 @@ import _struct as struct  # struct.py is only `from _struct import *`
 import os
 
 from corral.linux import ffi
+from corral.linux.ns import CLONE_INTO_CGROUP, CLONE_VM, SIGCHLD
 
 _CODE = bytes.fromhex(
     "4989d0b8b30100000f054885c07401c34d8b28498d58084531e44c8b7338488b7b0841f6c6"
@@ -58,9 +59,6 @@ NR = {"read": 0, "write": 1, "close": 3, "rt_sigaction": 13, "rt_sigprocmask": 1
 ANY = -1  # ``ok``: every error counts as success
 READY = (1 << 64) - 1  # op index of the record a program writes to say it is ready
 RECORD = 16  # bytes of a report record: u64 op index, u64 errno
-CLONE_VM = 0x100
-CLONE_INTO_CGROUP = 0x200000000
-_SIGCHLD = 17
 _STACK = 4096  # the executor pushes 16 bytes; every signal stays blocked
 _OP = struct.Struct("<10q")
 _U64 = struct.Struct("<Q")
@@ -262,7 +260,7 @@ def start(program: Program, report_fd: int, flags: int = 0, cgroup_fd: int = -1)
     if cgroup_fd >= 0:
         flags |= CLONE_INTO_CGROUP
     args = ffi.create_string_buffer(struct.pack(
-        "<11Q", flags | CLONE_VM, 0, 0, 0, _SIGCHLD, ffi.addressof(stack), _STACK, 0, 0, 0,
+        "<11Q", flags | CLONE_VM, 0, 0, 0, SIGCHLD, ffi.addressof(stack), _STACK, 0, 0, 0,
         max(cgroup_fd, 0)), 88)
     old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
