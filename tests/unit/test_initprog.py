@@ -118,3 +118,12 @@ def test_kernel_versions_are_read_safely(monkeypatch) -> None:  # type: ignore[n
                                 ("5.8.18", False), ("4.19.0-26-amd64", False), ("7", False)):
         monkeypatch.setattr(initprog.os, "uname", lambda r=release: U(r))
         assert initprog._kernel_at_least(5, 9) is old_enough, release
+
+
+def test_fd_ranges_leave_out_what_is_kept() -> None:
+    from corral.runtime.spec import fd_ranges_except
+
+    assert fd_ranges_except((20,), 0xFFFFFFFF) == [(3, 19), (21, 0xFFFFFFFF)]
+    assert fd_ranges_except((3,), 9) == [(4, 9)]
+    assert fd_ranges_except((5, 6, -1), 9) == [(3, 4), (7, 9)]
+    assert fd_ranges_except((), 9) == [(3, 9)]

@@ -28,7 +28,7 @@ from corral.linux import caps, ffi, fs, ns
 from corral.linux import mount as m
 from corral.linux import sysprog as sp
 from corral.runtime import lxcfs, rootfs
-from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec
+from corral.runtime.spec import DEFAULT_PATH, InitSpec, RootfsSpec, fd_ranges_except
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class Init:
         for path in spec.late_files:
             self._reserve(path)
         self._stdio(spec, log_fd)
-        for low, high in _ranges_without(self.report_w):
+        for low, high in fd_ranges_except((self.report_w,), 0xFFFFFFFF):  # ~0U: all
             c(NR["close_range"], low, high, 0, what="closing host files")
         keep = caps.cap_numbers(spec.caps)
         for cap in range(caps.cap_last() + 1):
@@ -492,12 +492,3 @@ def _holds(top: int, rel: str, content: bytes, mode: int) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def _ranges_without(keep: int) -> list[tuple[int, int]]:
-    """close_range arguments for every fd from 3 up but ``keep``."""
-    out = []
-    if keep > 3:
-        out.append((3, keep - 1))
-    out.append((max(3, keep + 1), 0xFFFFFFFF))
-    return out

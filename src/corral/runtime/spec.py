@@ -198,14 +198,24 @@ def execvpe(argv: tuple[str, ...] | list[str], env: dict[str, str]) -> None:
     raise denied or FileNotFoundError(2, "not found in the container's PATH", argv[0])
 
 
+def fd_ranges_except(keep: tuple[int, ...], top: int) -> list[tuple[int, int]]:
+    """The fds from 3 to ``top`` but ``keep`` (negative ones ignored), as inclusive
+    (low, high) ranges."""
+    out = []
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > low:
+            out.append((low, fd - 1))
+        low = fd + 1
+    out.append((low, top))
+    return out
+
+
 def close_fds_except(*keep: int) -> None:
     """Close every fd from 3 up but ``keep`` (negative ones ignored), before the
     init or an exec'd command runs: no host fd may reach the container
     (CVE-2024-21626 class)."""
     import os
 
-    low = 3
-    for fd in sorted(k for k in keep if k >= 3):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
+    for low, high in fd_ranges_except(keep, (1 << 20) - 1):
+        os.closerange(low, high + 1)
