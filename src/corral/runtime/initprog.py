@@ -78,8 +78,7 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 
 
 def _volatile_known() -> bool:
-    """The kernel knows overlayfs' ``volatile`` (5.10; the Python init tries it and
-    retries without on EINVAL, which a program cannot)."""
+    """The kernel knows overlayfs' ``volatile`` (5.10)."""
     return _kernel_at_least(5, 10)
 
 
@@ -258,20 +257,13 @@ class Init:
         c(NR["chdir"], s("/"), what="rootfs: chdir")
 
     def _mount_root(self, spec: RootfsSpec) -> str:
-        target = spec.mountpoint
-        if spec.premounted:
-            self._mount(target, target, None, m.MS_BIND)
-            return target
-        if spec.bind is not None:
-            self._mount(spec.bind, target, None, m.MS_BIND | m.MS_REC)
-            return target
-        assert spec.upper is not None and spec.work is not None
-        opts, base = rootfs.overlay_data(spec.lower, spec.upper, spec.work)
+        """rootfs.mount_root: ``volatile`` only where the kernel knows it (the Python
+        init retries without on EINVAL, which a program cannot)."""
+        (source, target, fstype, flags, data), base = rootfs.root_mount(
+            spec, volatile=spec.volatile and _volatile_known())
         if base is not None:
             self.call(NR["chdir"], self.program.string(base), what="rootfs: chdir")
-        if spec.volatile and _volatile_known():
-            opts += ",volatile"
-        self._mount("overlay", target, "overlay", 0, opts)
+        self._mount(source, target, fstype, flags, data)
         if base is not None:
             self.call(NR["chdir"], self.program.string("/"), what="rootfs: chdir")
         return target

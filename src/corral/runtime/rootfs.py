@@ -166,52 +166,60 @@ def open_layers(spec: RootfsSpec, base: int, size: int) -> StagedLayers:
 
 
 def mount_root(spec: RootfsSpec) -> str:
-    """Mount the container's root on its mountpoint; return the mountpoint.
-
-    Overlayfs keeps its own metadata (opaque directories, copy-up origins) in
-    ``user.overlay.*`` xattrs (``userxattr``) for every container, so that a
-    layer written by a privileged container serves an unprivileged one and
-    the other way round.
-    """
-    target = spec.mountpoint
-    if spec.premounted:
-        # Staged in a more privileged mount namespace, the tree is locked here
-        # and pivot_root refuses it; a bind of it made here is ours.
-        m.mount(target, target, None, m.MS_BIND)
-        return target
-    if spec.bind is not None:
-        m.mount(spec.bind, target, None, m.MS_BIND | m.MS_REC)
-        return target
-    upper, work = spec.upper, spec.work
-    if spec.disk is not None and spec.disk_mount is not None:
-        # The container's own layer lives on its quota'd filesystem,
-        # mounted before the device cgroup was joined (spawn._private_mounts).
-        upper, work = f"{spec.disk_mount}/upper", f"{spec.disk_mount}/work"
-    assert upper is not None and work is not None
-    opts, base = overlay_data(spec.lower, upper, work)
+    """Mount the container's root on its mountpoint; return the mountpoint."""
+    (source, target, fstype, flags, data), base = root_mount(spec, volatile=spec.volatile)
     if base is not None:
         os.chdir(base)
     try:
-        if spec.volatile:
-            # An upper that is thrown away afterwards needs none of the syncs
-            # overlayfs makes of the upper's whole filesystem (the host's) when
-            # it is unmounted, on every fsync inside, and on syncfs: that sync
-            # is ~0.5 ms of each `run --rm`'s exit, more with the host's own
-            # writes pending (podman mounts its --rm containers so too).
-            try:
-                m.mount("overlay", target, "overlay", 0, opts + ",volatile")
-                return target
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:  # a kernel before 5.10 does not know it
-                    raise
-        m.mount("overlay", target, "overlay", 0, opts)
+        try:
+            m.mount(source, target, fstype, flags, data)
+        except OSError as exc:
+            # a kernel before 5.10 does not know ``volatile``: without it, then
+            if not (spec.volatile and exc.errno == errno.EINVAL and fstype == "overlay"):
+                raise
+            (source, target, fstype, flags, data), _ = root_mount(spec, volatile=False)
+            m.mount(source, target, fstype, flags, data)
     finally:
         if base is not None:
             os.chdir("/")
     return target
 
 
-def overlay_data(lower: tuple[str, ...], upper: str, work: str) -> tuple[str, str | None]:
+MountArgs = tuple[str | None, str, str | None, int, str | None]
+
+
+def root_mount(spec: RootfsSpec, *, volatile: bool
+               ) -> tuple[MountArgs, str | None]:
+    """The mount(2) that makes the container's root (source, target, fstype,
+    flags, data), and the directory to make it from (None: any); for both inits.
+
+    Overlayfs keeps its own metadata (opaque directories, copy-up origins) in
+    ``user.overlay.*`` xattrs (``userxattr``) for every container, so that a
+    layer written by a privileged container serves an unprivileged one and
+    the other way round.  ``volatile``: an upper that is thrown away afterwards
+    needs none of the syncs overlayfs makes of the upper's whole filesystem
+    (the host's) when it is unmounted, on every fsync inside, and on syncfs:
+    that sync is ~0.5 ms of each `run --rm`'s exit, more with the host's own
+    writes pending (podman mounts its --rm containers so too; Linux 5.10+).
+    """
+    target = spec.mountpoint
+    if spec.premounted:
+        # Staged in a more privileged mount namespace, the tree is locked here
+        # and pivot_root refuses it; a bind of it made here is ours.
+        return (target, target, None, m.MS_BIND, None), None
+    if spec.bind is not None:
+        return (spec.bind, target, None, m.MS_BIND | m.MS_REC, None), None
+    upper, work = spec.upper, spec.work
+    if spec.disk is not None and spec.disk_mount is not None:
+        # The container's own layer lives on its quota'd filesystem,
+        # mounted before the device cgroup was joined (spawn._private_mounts).
+        upper, work = f"{spec.disk_mount}/upper", f"{spec.disk_mount}/work"
+    assert upper is not None and work is not None
+    opts, base = _overlay_data(spec.lower, upper, work)
+    return ("overlay", target, "overlay", 0, opts + ",volatile" if volatile else opts), base
+
+
+def _overlay_data(lower: tuple[str, ...], upper: str, work: str) -> tuple[str, str | None]:
     """The overlay's mount options, and the directory to mount from (None: any).
 
     Mount data is one page: with many layers, they are named relative to
